@@ -1,0 +1,1 @@
+"""Indicator stores: one interface, an in-memory and a Redis implementation."""

@@ -6,6 +6,7 @@ raises :class:`DecodeError` whose ``reason`` is the stable dead-letter code.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
@@ -22,6 +23,12 @@ TOO_LARGE = "too_large"
 # epoch milliseconds must fall in a sane window (2000-01-01 .. 2100-01-01)
 _MIN_TS_MS = 946_684_800_000
 _MAX_TS_MS = 4_102_444_800_000
+# RFC 3339 date-time as in schemas/*.json (fromisoformat alone also takes week dates, dates
+# without a time, basic format...); an offset-less time is read as UTC
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
 
 
 class CallEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,7 +69,8 @@ _WEB_DECODER = msgspec.json.Decoder(WebEvent)
 def decode_call(raw: bytes, *, max_bytes: int | None = None) -> CallEvent:
     event = _decode(raw, _CALL_DECODER, max_bytes)
     _check_common(event.event_id, event.partner_id, event.ts)
-    if event.region is not None and not (len(event.region) == 2 and event.region.isalpha()):
+    region = event.region
+    if region is not None and not (len(region) == 2 and region.isascii() and region.isalpha()):
         raise DecodeError(SCHEMA_VIOLATION, f"region: {event.region!r} is not ISO 3166 alpha-2")
     return event
 
@@ -129,6 +137,8 @@ def _check_common(event_id: str, partner_id: str, ts: str | int) -> None:
             raise DecodeError(SCHEMA_VIOLATION, f"ts: {ts} is not epoch milliseconds in 2000-2100")
         return
     try:
+        if not _RFC3339.fullmatch(ts):
+            raise ValueError(ts)
         event_ts_ms(ts)
     except ValueError:
         raise DecodeError(SCHEMA_VIOLATION, f"ts: {ts!r} is not an RFC 3339 time") from None

@@ -39,8 +39,10 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: str | None = None
     # biggest input record accepted; larger ones are dead-lettered as too_large
     max_record_bytes: int = Field(default=1_048_576, ge=1024)
-    # where `scamwatch stack` keeps jars, data and logs
-    state_dir: str = ".state"
+    # where `scamwatch stack` keeps the data, logs and pid files of what it started
+    state_dir: str = "~/.local/state/scamwatch"
+    # where the Kafka jars fetched from Maven Central are kept (shared by every checkout)
+    cache_dir: str = "~/.cache/scamwatch"
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -70,7 +72,9 @@ class Settings(BaseSettings):
     @classmethod
     def _topic(cls, v: str) -> str:
         if not _TOPIC.match(v):
-            raise ValueError(f"{v!r} is not a valid Kafka topic/group name ([A-Za-z0-9._-]{{1,249}})")
+            raise ValueError(
+                f"{v!r} is not a valid Kafka topic/group name ([A-Za-z0-9._-]{{1,249}})"
+            )
         return v
 
     @field_validator("kafka_security_protocol")

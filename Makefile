@@ -1,0 +1,53 @@
+# The two commands of the quick start: `make demo` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup stack stack-down demo test lint typecheck unit integration e2e bench clean
+
+setup: $(STAMP)
+
+# the virtualenv with the project and its dev extra; redone when pyproject.toml changes
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# the local Kafka + Redis on loopback (no-op when they already answer)
+stack: setup
+	$(BIN)/scamwatch stack up
+
+stack-down: setup
+	$(BIN)/scamwatch stack down
+
+demo: setup
+	$(BIN)/scamwatch demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest tests/unit -q
+
+integration: stack
+	$(BIN)/pytest tests/integration -q
+
+e2e: stack
+	$(BIN)/pytest tests/e2e -q
+
+test: setup stack lint typecheck
+	$(BIN)/pytest tests -q -rfE --durations=15
+
+bench: stack
+	$(BIN)/python benchmarks/bench_matcher.py
+	$(BIN)/python benchmarks/bench_load.py
+	$(BIN)/python benchmarks/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,69 @@
+"""Settings: defaults from DESIGN.md, bad values stop with the variable's name, secrets hidden."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import ConfigError
+from engine.settings import load_settings
+
+
+def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_BOOTSTRAP", "REDIS_URL", "DEFAULT_REGION", "APP_ID", "TOPIC_ALERTS"):
+        monkeypatch.delenv(f"SCAMWATCH_{name}", raising=False)
+    s = load_settings()
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.redis_url.get_secret_value() == "redis://127.0.0.1:6379/0"
+    assert s.default_region == "US"
+    assert (s.topic_calls, s.topic_web, s.topic_alerts, s.topic_deadletter) == (
+        "calls",
+        "web",
+        "alerts",
+        "deadletter",
+    )
+    assert s.app_id == "scamwatch"
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCAMWATCH_KAFKA_BOOTSTRAP", "10.0.0.1:9092, 10.0.0.2:9092")
+    monkeypatch.setenv("SCAMWATCH_DEFAULT_REGION", "gb")
+    monkeypatch.setenv("SCAMWATCH_TOPIC_ALERTS", "soc.alerts")
+    s = load_settings()
+    assert s.kafka_bootstrap == "10.0.0.1:9092,10.0.0.2:9092"
+    assert s.kafka_broker_urls == ["kafka://10.0.0.1:9092", "kafka://10.0.0.2:9092"]
+    assert s.default_region == "GB"
+    assert s.topic_alerts == "soc.alerts"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("SCAMWATCH_DEFAULT_REGION", "XX", "region"),
+        ("SCAMWATCH_KAFKA_BOOTSTRAP", "no-port-here", "host:port"),
+        ("SCAMWATCH_REDIS_URL", "http://127.0.0.1:6379", "redis://"),
+        ("SCAMWATCH_METRICS_PORT", "70000", "65535"),
+        ("SCAMWATCH_METRICS_PORT", "abc", "integer"),
+        ("SCAMWATCH_TOPIC_CALLS", "bad topic!", "topic"),
+        ("SCAMWATCH_KAFKA_SECURITY_PROTOCOL", "TELNET", "SASL_SSL"),
+    ],
+)
+def test_bad_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.setting == variable
+    assert variable in str(info.value)
+    assert words in str(info.value)
+
+
+def test_secrets_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCAMWATCH_REDIS_URL", "redis://default:s3cr3t-pw@127.0.0.1:6379/0")
+    monkeypatch.setenv("SCAMWATCH_KAFKA_SASL_PASSWORD", "kafka-s3cr3t")
+    s = load_settings()
+    shown = f"{s!r} {s} {s.redacted()}"
+    assert "s3cr3t-pw" not in shown
+    assert "kafka-s3cr3t" not in shown
+    assert s.redacted()["redis_url"] == "redis://default:****@127.0.0.1:6379/0"
+    assert s.redis_url.get_secret_value().endswith("s3cr3t-pw@127.0.0.1:6379/0")

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    # every indicator-store key starts with it (tests and benchmarks use their own)
+    redis_prefix: str = Field(default="scamwatch:", min_length=1, max_length=200)
     default_region: str = "US"
     topic_calls: str = "calls"
     topic_web: str = "web"

@@ -1,0 +1,612 @@
+"""Normalization: one function per indicator type, used both when loading and when matching.
+
+=============  ==========================================  =====================================
+type           normal form                                 examples (input → normal form)
+=============  ==========================================  =====================================
+phone          E.164: ``+``, country code, national        ``+1 (800) 555-0199``, ``1-800-555-
+               significant number; extensions dropped      0199``, ``tel:+18005550199`` →
+                                                           ``+18005550199``; ``0044 20 7946
+                                                           0000`` → ``+442079460000``
+phone_prefix   ``+`` then 1–15 digits, starting like a     ``+1 800 555``, ``001800555`` →
+               known country code                          ``+1800555``
+domain         lower-case ASCII (IDNA 2008/UTS 46          ``WWW.Bücher.DE.:443`` →
+               punycode), no trailing dot, no port,        ``www.xn--bcher-kva.de``;
+               no leading ``*.``; IPv4 as dotted quad,     ``evil[.]com`` → ``evil.com``;
+               IPv6 as ``[compressed]``                    ``[2001:DB8::1]`` → ``[2001:db8::1]``
+url            scheme-less ``host[:port]`` + path +        ``hxxps://u:p@EVIL[.]com:443/Pay?
+               ``?query``; host as a domain; userinfo,     x=1#top`` → ``evil.com/Pay?x=1``;
+               fragment and default port (80, 443)         ``http://evil.com/`` → ``evil.com``
+               dropped; path and query kept as written;
+               a path of only ``/`` (without query)
+               dropped
+keyword        look-alikes folded (``fold_confusables``),  ``Micr0-SOFT`` → ``micro-soft``;
+               whitespace runs collapsed, ≥ 3 characters   ``mіcrosоft`` (Cyrillic) →
+                                                           ``microsoft``; ``rnicrosoft`` →
+                                                           ``microsoft``
+=============  ==========================================  =====================================
+
+Choices (each a trade-off; the README repeats them):
+
+- **phone**: a number must be *possible* (``phonenumbers.is_possible_number_with_reason`` is
+  ``IS_POSSIBLE``: right length for its country), not *valid*: toll-free and test numbers
+  such as ``+1 800 555 0199`` must load, and ``phonenumbers`` calls 555 numbers invalid. A
+  local-only number (a US number without area code) is rejected: it has no E.164 form.
+  Withheld values (``anonymous``, ``private``, ``restricted``, ``unknown``, …) and empty
+  strings raise :class:`NormalizationError`, which the matcher reads as "not a number".
+  ``00`` and ``011`` are accepted as international prefixes whatever the region (a CDR from
+  a US switch may carry ``0044…``). Values already in E.164 skip ``phonenumbers.parse``
+  (the result is the same, a property test checks it); other values go through a bounded
+  LRU cache keyed by ``(value, region)``.
+- **domain**: we accept what resolvers and browsers resolve, not only RFC 952 LDH names:
+  ASCII labels of letters, digits, ``-`` and ``_`` (``_dmarc``, ``my_site.blogspot.com``),
+  hyphens anywhere, because an event host we cannot read is a missed alert. Labels are
+  1–63 characters, the name at most 253. Non-ASCII and ``xn--`` labels go through IDNA
+  2008 with UTS 46 mapping (non-transitional, so ``faß.de`` stays distinct from
+  ``fass.de``); a label IDNA 2008 forbids (emoji, ``ü_x``) is rejected. Defanged dots
+  (``[.]``, ``(.)``, ``{.}``, ``[dot]``) are refanged. An all-numeric top label is an IPv4
+  address or an error.
+- **url**: ``http``/``https`` (and defanged ``hxxp``/``hxxps``), ``ws``/``wss``, ``ftp`` or
+  no scheme; scheme-less values are read as http(s). Both 80 and 443 count as default
+  ports for http, https and scheme-less values (the scheme is dropped anyway, so the two
+  are not told apart). Backslashes in the path become ``/`` (browsers do the same).
+  Prefix matching stays sane: ``evil.com/pay`` is a prefix of the normal form of
+  ``https://EVIL.com:443/pay?x=1`` (``evil.com/pay?x=1``), and ``evil.com`` of every URL
+  on that host; the matcher must still check that a prefix ends at ``/``, ``?``, ``:`` or
+  the end (``evil.com`` is a string prefix of ``evil.com.example.org``).
+- **keyword**: see :mod:`engine.core.confusables` for the folding; fewer than 3 characters
+  after folding is rejected (it would match nearly every host).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from collections.abc import Callable
+from urllib.parse import unquote
+
+import idna
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumber, ValidationResult
+
+from engine.core.confusables import ASCII_FOLD, MULTI_CHAR_FOLD, load_fold_table
+from engine.core.models import IndicatorType
+from engine.errors import NormalizationError
+
+__all__ = [
+    "fold_confusables",
+    "host_to_unicode",
+    "normalize",
+    "normalize_domain",
+    "normalize_keyword",
+    "normalize_phone",
+    "normalize_phone_prefix",
+    "normalize_url",
+    "registrable_domain",
+    "split_url",
+]
+
+# --------------------------------------------------------------------------- phone
+
+PHONE_CACHE_SIZE = 65_536
+WITHHELD = frozenset(
+    {
+        "anonymous",
+        "private",
+        "restricted",
+        "unknown",
+        "unavailable",
+        "withheld",
+        "blocked",
+        "none",
+        "null",
+        "n/a",
+        "-",
+        "0",
+    }
+)
+_E164_SHAPE = re.compile(r"\+[1-9][0-9]{7,14}")
+_COUNTRY_CODES = frozenset(str(cc) for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+_LENGTH_REASONS = {
+    ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    ValidationResult.TOO_SHORT: "too short for its country",
+    ValidationResult.TOO_LONG: "too long for its country",
+    ValidationResult.INVALID_LENGTH: "not a possible length for its country",
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "a local number without its area code",
+}
+_PARSE_REASONS = {
+    NumberParseException.INVALID_COUNTRY_CODE: "no country code, and no region to read it in",
+    NumberParseException.NOT_A_NUMBER: "not a phone number",
+    NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
+    NumberParseException.TOO_SHORT_NSN: "too short",
+    NumberParseException.TOO_LONG: "too long",
+}
+_SUPPORTED_REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
+
+
+class _CountryRule:
+    """What the E.164 fast path needs to know about one country code."""
+
+    __slots__ = ("national_prefix", "possible_lengths")
+
+    def __init__(self, cc: int) -> None:
+        number = PhoneNumber(country_code=cc)
+        lengths = set()
+        for length in range(1, 18):
+            number.national_number = int("9" * length)
+            if phonenumbers.is_possible_number_with_reason(number) == ValidationResult.IS_POSSIBLE:
+                lengths.add(length)
+        self.possible_lengths = frozenset(lengths)
+        region = phonenumbers.region_code_for_country_code(cc)
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(cc, region)
+        pattern = metadata.national_prefix_for_parsing if metadata is not None else None
+        # a national number that starts like a trunk prefix may be rewritten by parse()
+        self.national_prefix = re.compile(pattern) if pattern else None
+
+
+@functools.cache
+def _country_rule(cc: str) -> _CountryRule:
+    return _CountryRule(int(cc))
+
+
+def _e164_fast(text: str) -> str | None:
+    """``text`` itself if it is E.164 that parse() would return unchanged, else None (unsure)."""
+    if _E164_SHAPE.fullmatch(text) is None:
+        return None
+    for size in (1, 2, 3):
+        cc = text[1 : 1 + size]
+        if cc in _COUNTRY_CODES:
+            national = text[1 + size :]
+            rule = _country_rule(cc)
+            if len(national) not in rule.possible_lengths:
+                return None
+            if rule.national_prefix is not None and rule.national_prefix.match(national):
+                return None
+            return text
+    return None
+
+
+def _possible_e164(number: PhoneNumber) -> tuple[str | None, str]:
+    result = phonenumbers.is_possible_number_with_reason(number)
+    if result == ValidationResult.IS_POSSIBLE:
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
+    return None, _LENGTH_REASONS.get(result, "not a possible number")
+
+
+def _parse(text: str, region: str | None) -> tuple[str | None, str]:
+    try:
+        number = phonenumbers.parse(text, region)
+    except NumberParseException as exc:
+        if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE and "+" in text:
+            return None, "unknown country code"
+        return None, _PARSE_REASONS.get(exc.error_type, "not a phone number")
+    return _possible_e164(number)
+
+
+@functools.lru_cache(maxsize=PHONE_CACHE_SIZE)
+def _phone_slow(value: str, region: str) -> tuple[str | None, str]:
+    """(E.164, "") or (None, reason). Errors are cached too: CDRs repeat their garbage."""
+    text = value.strip()
+    if not text:
+        return None, "empty"
+    if text.lower() in WITHHELD:
+        return None, f"withheld ({text.lower()})"
+    reg = region.upper() if region else "ZZ"
+    if reg not in _SUPPORTED_REGIONS:
+        reg = "ZZ"  # '+' numbers still parse; national formats then fail with a reason
+    e164, reason = _parse(text, reg)
+    if e164 is not None:
+        return e164, ""
+    # an international prefix of another region: 0044… on a US switch, 011 44… on a UK one
+    if not text.lstrip().startswith("+"):
+        digits = phonenumbers.normalize_digits_only(text)
+        for idd in ("011", "00"):
+            if digits.startswith(idd) and len(digits) > len(idd) + 2:
+                retry, _ = _parse("+" + digits[len(idd) :], None)
+                if retry is not None:
+                    return retry, ""
+    if reg == "ZZ" and region and region.upper() not in _SUPPORTED_REGIONS:
+        reason = f"{reason} (unknown region {region!r})"
+    return None, reason
+
+
+def normalize_phone(value: str, region: str = "US") -> str:
+    """A phone number in any common written form → E.164 (``+18005550199``).
+
+    ``region`` (ISO 3166 alpha-2) reads national formats: ``(888) 555-0142`` with ``US``,
+    ``080 4718 2233`` with ``IN``. Raises :class:`NormalizationError` for withheld,
+    empty, garbage and impossible numbers.
+    """
+    fast = _e164_fast(value)
+    if fast is not None:
+        return fast
+    e164, reason = _phone_slow(value, region)
+    if e164 is None:
+        raise NormalizationError("phone", value, reason)
+    return e164
+
+
+_PREFIX_SEPARATORS = str.maketrans("", "", " \t-.()/\u00a0")
+_COUNTRY_CODE_STARTS = frozenset(cc[:n] for cc in _COUNTRY_CODES for n in range(1, len(cc) + 1))
+
+
+def normalize_phone_prefix(value: str) -> str:
+    """A number block → ``+`` and digits (``+1 800 555`` → ``+1800555``).
+
+    It must carry its country code (``+`` or ``00``): without one a prefix cannot be read.
+    """
+    text = value.strip()
+    if text[:4].lower() == "tel:":
+        text = text[4:]
+    compact = text.translate(_PREFIX_SEPARATORS)
+    if not compact:
+        raise NormalizationError("phone_prefix", value, "empty")
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    elif compact.startswith("011"):
+        compact = "+" + compact[3:]
+    if not compact.startswith("+"):
+        raise NormalizationError(
+            "phone_prefix", value, "must start with + (or 00) and the country code"
+        )
+    digits = compact[1:]
+    if not digits:
+        raise NormalizationError("phone_prefix", value, "no digits after +")
+    if not (digits.isascii() and digits.isdigit()):
+        raise NormalizationError("phone_prefix", value, "has characters other than digits")
+    if len(digits) > 15:
+        raise NormalizationError("phone_prefix", value, "longer than 15 digits (E.164 maximum)")
+    if digits[:3] not in _COUNTRY_CODE_STARTS and not any(
+        digits[:n] in _COUNTRY_CODES for n in (1, 2, 3)
+    ):
+        raise NormalizationError("phone_prefix", value, "does not start with a country code")
+    return "+" + digits
+
+
+# --------------------------------------------------------------------------- domain
+
+MAX_HOST_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+_ASCII_HOST = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}")
+_ASCII_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_DEFANGS = (("[.]", "."), ("(.)", "."), ("{.}", "."), ("[dot]", "."), ("(dot)", "."))
+_DEFANG_MARKS = ("[", "(", "{")
+_DEFANGED_SCHEME = re.compile(r"h(?:xx|\*\*|\[tt\]|tt)p(s?)://", re.IGNORECASE)
+_IP_CHARS = frozenset("0123456789.")
+
+
+def _refang(text: str) -> str:
+    for old, new in _DEFANGS:
+        if old in text:
+            text = text.replace(old, new)
+    if "[:]" in text:
+        text = text.replace("[:]", ":")
+    if "[/]" in text:
+        text = text.replace("[/]", "/")
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _idn_label(label: str) -> tuple[str | None, str]:
+    """A non-ASCII or ``xn--`` label → (its canonical A-label, "") or (None, reason)."""
+    try:
+        if label.startswith("xn--"):
+            label = idna.ulabel(label)
+        alabel = idna.alabel(label).decode("ascii")
+    except idna.IDNAError as exc:
+        return None, f"label {label!r} is not a valid internationalized label: {exc}"
+    except UnicodeError as exc:
+        return None, f"label {label!r} is not valid punycode: {exc}"
+    return alabel, ""
+
+
+def _hostname(host: str, original: str, kind: str) -> str:
+    """The slow, precise path: ``host`` has no port and no brackets."""
+    if not host.isascii():
+        try:
+            host = idna.uts46_remap(host, std3_rules=False, transitional=False)
+        except idna.IDNAError as exc:
+            raise NormalizationError(kind, original, f"not a valid host name: {exc}") from None
+    else:
+        host = host.lower()
+    if host.endswith("."):
+        host = host[:-1]
+    if not host:
+        raise NormalizationError(kind, original, "empty host")
+    labels = host.split(".")
+    out: list[str] = []
+    for label in labels:
+        if not label:
+            raise NormalizationError(
+                kind, original, "empty label (two dots in a row, or a leading dot)"
+            )
+        if label.isascii() and not label.startswith("xn--"):
+            bad = next((c for c in label if c not in _ASCII_LABEL_CHARS), None)
+            if bad is not None:
+                raise NormalizationError(
+                    kind,
+                    original,
+                    f"label {label!r} has a character not allowed in a host name ({bad!r})",
+                )
+            alabel = label
+        else:
+            converted, reason = _idn_label(label)
+            if converted is None:
+                raise NormalizationError(kind, original, reason)
+            alabel = converted
+        if len(alabel) > MAX_LABEL_LENGTH:
+            raise NormalizationError(
+                kind,
+                original,
+                f"label {alabel[:20]!r}… is longer than {MAX_LABEL_LENGTH} characters",
+            )
+        out.append(alabel)
+    result = ".".join(out)
+    if len(result) > MAX_HOST_LENGTH:
+        raise NormalizationError(kind, original, f"longer than {MAX_HOST_LENGTH} characters")
+    return _check_numeric(result, original, kind)
+
+
+def _check_numeric(host: str, original: str, kind: str) -> str:
+    """A host whose top label is all digits must be an IPv4 address."""
+    top = host.rpartition(".")[2]
+    if not top.isdigit():
+        return host
+    if _IP_CHARS.issuperset(host):
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            pass
+        raise NormalizationError(kind, original, "not a valid IPv4 address")
+    raise NormalizationError(
+        kind,
+        original,
+        f"top-level label {top!r} is all digits (not a host name nor an IPv4 address)",
+    )
+
+
+def _ipv6(text: str, original: str, kind: str) -> str:
+    try:
+        address = ipaddress.IPv6Address(text.split("%", 1)[0])
+    except ValueError:
+        raise NormalizationError(kind, original, "not a valid IPv6 address") from None
+    return f"[{address.compressed}]"
+
+
+def _host(host: str, original: str, kind: str) -> str:
+    """A host without port (IPv6 with or without brackets) → its normal form."""
+    if host.isascii():
+        lowered = host.lower()
+        if lowered.endswith("."):
+            lowered = lowered[:-1]
+        # fast path: plain LDH(+_) labels, no punycode, no all-digit top label
+        if (
+            len(lowered) <= MAX_HOST_LENGTH
+            and _ASCII_HOST.fullmatch(lowered) is not None
+            and "xn--" not in lowered
+            and not lowered[-1].isdigit()
+        ):
+            return lowered
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise NormalizationError(kind, original, "unclosed '[' in IPv6 address")
+        return _ipv6(host[1:-1], original, kind)
+    if ":" in host:
+        return _ipv6(host, original, kind)
+    if "%" in host:
+        host = unquote(host)
+    return _hostname(host, original, kind)
+
+
+def normalize_domain(value: str) -> str:
+    """A host name → lower-case ASCII (punycode), no trailing dot, no port (see module doc)."""
+    text = value.strip()
+    if not text:
+        raise NormalizationError("domain", value, "empty")
+    if any(mark in text for mark in _DEFANG_MARKS):
+        text = _refang(text)
+    if "/" in text:
+        raise NormalizationError("domain", value, "has a '/' (a URL, not a domain)")
+    if "@" in text:
+        raise NormalizationError("domain", value, "has an '@' (an e-mail address or a URL)")
+    if text.startswith("*."):
+        text = text[2:]  # feeds write wildcards; a domain matches its subdomains anyway
+    host = text
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise NormalizationError("domain", value, "unclosed '[' in IPv6 address")
+        host, rest = text[: end + 1], text[end + 1 :]
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            raise NormalizationError("domain", value, f"unexpected {rest!r} after the IPv6 address")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+        if port and not (port.isascii() and port.isdigit()):
+            raise NormalizationError("domain", value, f"port {port!r} is not a number")
+    return _host(host, value, "domain")
+
+
+@functools.lru_cache(maxsize=16_384)
+def host_to_unicode(host: str) -> str:
+    """``xn--`` labels back to Unicode (``xn--bcher-kva.de`` → ``bücher.de``); never raises."""
+    if "xn--" not in host:
+        return host
+    try:
+        return ".".join(
+            idna.ulabel(label) if label.startswith("xn--") else label for label in host.split(".")
+        )
+    except (idna.IDNAError, UnicodeError):
+        return host
+
+
+@functools.cache
+def _public_suffix_list() -> object:
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
+def registrable_domain(host: str) -> str | None:
+    """The domain a registrant owns (``a.b.evil.co.uk`` → ``evil.co.uk``), per the Public
+    Suffix List with its private section (``x.blogspot.com`` is its own registrable domain).
+
+    ``host`` is a normalized domain. None for a public suffix itself, an IP address or an
+    unreadable host.
+    """
+    if not host or host.startswith("[") or _IP_CHARS.issuperset(host):
+        return None
+    psl = _public_suffix_list()
+    result = psl.privatesuffix(host.lower().rstrip("."))  # type: ignore[attr-defined]
+    return result if isinstance(result, str) else None
+
+
+# --------------------------------------------------------------------------- url
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_DEFAULT_PORTS: dict[str, frozenset[str]] = {
+    "": frozenset({"80", "443"}),
+    "http": frozenset({"80", "443"}),
+    "https": frozenset({"80", "443"}),
+    "ws": frozenset({"80"}),
+    "wss": frozenset({"443"}),
+    "ftp": frozenset({"21"}),
+}
+_URL_STRIPPED = str.maketrans("", "", "\t\n\r")
+_AUTHORITY_END = re.compile(r"[/?\\]")
+
+
+def split_url(value: str) -> tuple[str, str]:
+    """A URL with or without scheme → (normalized ``host[:port]``, path + ``?query``).
+
+    The second part is ``""`` for a bare host (no path, or only ``/``, and no query).
+    """
+    text = value.strip()
+    if not text:
+        raise NormalizationError("url", value, "empty")
+    if "\t" in text or "\n" in text or "\r" in text:
+        text = text.translate(_URL_STRIPPED)
+    if any(mark in text for mark in _DEFANG_MARKS):
+        text = _refang(text)
+    scheme = ""
+    if text[:1] in "hH" and _DEFANGED_SCHEME.match(text):
+        text = _DEFANGED_SCHEME.sub(r"http\1://", text, count=1)
+    match = _SCHEME.match(text)
+    if match is not None and not text[match.end() : match.end() + 1].isdigit():
+        scheme = match.group(1).lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise NormalizationError("url", value, f"unsupported scheme {scheme!r}")
+        text = text[match.end() :].lstrip("/\\")
+    elif text.startswith("//"):
+        text = text[2:]
+    hash_at = text.find("#")
+    if hash_at >= 0:
+        text = text[:hash_at]
+    end = _AUTHORITY_END.search(text)
+    if end is None:
+        authority, tail = text, ""
+    else:
+        authority, tail = text[: end.start()], text[end.start() :]
+    at = authority.rfind("@")
+    if at >= 0:
+        authority = authority[at + 1 :]
+    if not authority:
+        raise NormalizationError("url", value, "no host")
+    port = ""
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close < 0:
+            raise NormalizationError("url", value, "unclosed '[' in IPv6 address")
+        host_text, rest = authority[: close + 1], authority[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise NormalizationError(
+                    "url", value, f"unexpected {rest!r} after the IPv6 address"
+                )
+            port = rest[1:]
+    else:
+        host_text, colon, port = authority.rpartition(":")
+        if not colon:
+            host_text, port = authority, ""
+    if port:
+        if not (port.isascii() and port.isdigit()) or int(port) > 65535:
+            raise NormalizationError("url", value, f"port {port!r} is not a number from 0 to 65535")
+        port = str(int(port))
+        if port in _DEFAULT_PORTS[scheme]:
+            port = ""
+    host = _host(host_text, value, "url")
+    host_port = f"{host}:{port}" if port else host
+    query_at = tail.find("?")
+    if query_at >= 0:
+        path, query = tail[:query_at], tail[query_at + 1 :]
+    else:
+        path, query = tail, ""
+    if "\\" in path:
+        path = path.replace("\\", "/")
+    if query:
+        return host_port, f"{path or '/'}?{query}"
+    if path == "/":
+        return host_port, ""
+    return host_port, path
+
+
+def normalize_url(value: str) -> str:
+    """A URL → ``host[:port]`` + path + ``?query`` (see the module doc for what is dropped)."""
+    host_port, rest = split_url(value)
+    return host_port + rest
+
+
+# --------------------------------------------------------------------------- keyword
+
+MIN_KEYWORD_LENGTH = 3
+_FOLD_TABLE = load_fold_table()
+_ASCII_TABLE = bytes(ord(ASCII_FOLD.get(chr(b), chr(b))) if b < 128 else b for b in range(256))
+
+
+def fold_confusables(text: str) -> str:
+    """Look-alike characters folded to the plain ones (``Mіcr0soft`` → ``microsoft``).
+
+    Case-insensitive, idempotent; see :mod:`engine.core.confusables`.
+    """
+    if text.isascii():
+        folded = text.encode("ascii").translate(_ASCII_TABLE).decode("ascii")
+    else:
+        folded = text.translate(_FOLD_TABLE)
+    for old, new in MULTI_CHAR_FOLD:
+        if old in folded:
+            folded = folded.replace(old, new)
+    return folded
+
+
+def normalize_keyword(value: str) -> str:
+    """A keyword → folded, whitespace runs collapsed to one space, ≥ 3 characters."""
+    folded = " ".join(fold_confusables(value).split())
+    if not folded:
+        raise NormalizationError("keyword", value, "empty")
+    if len(folded) < MIN_KEYWORD_LENGTH:
+        raise NormalizationError(
+            "keyword",
+            value,
+            f"shorter than {MIN_KEYWORD_LENGTH} characters after folding ({folded!r}): "
+            "it would match almost every host",
+        )
+    return folded
+
+
+# --------------------------------------------------------------------------- dispatch
+
+_BY_TYPE: dict[IndicatorType, Callable[[str], str]] = {
+    IndicatorType.PHONE_PREFIX: normalize_phone_prefix,
+    IndicatorType.DOMAIN: normalize_domain,
+    IndicatorType.URL: normalize_url,
+    IndicatorType.KEYWORD: normalize_keyword,
+}
+
+
+def normalize(type_: IndicatorType, value: str, region: str = "US") -> str:
+    """The normal form of ``value`` as an indicator of ``type_`` (``region`` for phones)."""
+    if type_ == IndicatorType.PHONE:
+        return normalize_phone(value, region)
+    function = _BY_TYPE.get(type_)  # a StrEnum hashes as its value: "domain" works too
+    if function is None:
+        raise NormalizationError(str(type_), value, "unknown indicator type")
+    return function(value)

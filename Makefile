@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup stack stack-down demo test lint typecheck unit integration e2e bench clean
+# setup -> tools -> stack -> checks
+.PHONY: tools setup stack stack-down demo test lint typecheck unit integration e2e bench clean
 
 setup: $(STAMP)
 
@@ -18,6 +19,13 @@ $(STAMP): pyproject.toml
 # the local Kafka + Redis on loopback (no-op when they already answer)
 stack: setup
 	$(BIN)/scamwatch stack up
+
+# kcat: a non-Python Kafka client the stack tests use to show any client sees the broker
+tools:
+	@command -v kcat >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; \
+	  else echo "kcat is missing: install it with 'apt-get install kcat'"; exit 1; fi; }
 
 stack-down: setup
 	$(BIN)/scamwatch stack down
@@ -41,7 +49,7 @@ integration: stack
 e2e: stack
 	$(BIN)/pytest tests/e2e -q
 
-test: setup stack lint typecheck
+test: setup tools stack lint typecheck
 	$(BIN)/pytest tests -q -rfE --durations=15
 
 bench: stack

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -157,3 +158,19 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
     except OSError:
         return "Z"
+
+
+def test_any_kafka_client_sees_the_broker(kafka_bootstrap: str) -> None:
+    """kcat (librdkafka, not Python) lists the broker at the advertised loopback address."""
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is not installed; `make test` installs it (apt-get install kcat)"
+    out = subprocess.run(
+        [kcat, "-b", kafka_bootstrap, "-L", "-m", "10"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"at {kafka_bootstrap}" in out.stdout
+    assert "1 brokers" in out.stdout

@@ -1,9 +1,409 @@
-"""Commands of this concern (filled in by its issue)."""
+"""``scamwatch indicators``: load feeds into the Redis store and manage what is there."""
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import orjson
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from engine.core.feeds import (
+    FORMATS,
+    format_timestamp,
+    guess_format,
+    indicator_from_record,
+    indicator_to_record,
+    read_feed,
+)
+from engine.core.models import Indicator, IndicatorType, Severity, now_ms
+from engine.core.normalize import normalize
+from engine.errors import FeedError, NormalizationError, ScamwatchError
+from engine.settings import get_settings
+from engine.store.base import UpsertResult
+from engine.store.redis import RedisStore
+
+MAX_ERRORS_SHOWN = 20
+LOAD_BATCH = 5_000  # indicators per store call (the store pipelines them)
+_PROGRESS_STEP = 1_000  # advance the bar every so many lines: rich costs µs per update
+_TYPE_ORDER = {t: i for i, t in enumerate(IndicatorType)}
+
+indicators_app = typer.Typer(
+    help="Load indicator feeds into Redis and manage indicators and the allowlist.",
+    no_args_is_help=True,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class FeedFormat(StrEnum):
+    CSV = "csv"
+    TXT = "txt"
+    JSONL = "jsonl"
+    STIX = "stix"
+    MISP = "misp"
+
+
+assert tuple(FeedFormat) == FORMATS  # one list of formats
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``scamwatch indicators ...`` to the root app."""
+    app.add_typer(indicators_app, name="indicators")
+
+
+@indicators_app.callback()
+def _group(
+    ctx: typer.Context,
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--prefix", hidden=True, help="Redis key prefix (default SCAMWATCH_REDIS_PREFIX)."
+        ),
+    ] = None,
+) -> None:
+    """Load indicator feeds into Redis and manage indicators and the allowlist."""
+    ctx.obj = prefix
+
+
+@contextmanager
+def _cli_errors() -> Iterator[None]:
+    """Expected failures (Redis down, a bad feed) → one clear line and exit code 2."""
+    try:
+        yield
+    except ScamwatchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _open_store(ctx: typer.Context) -> RedisStore:
+    settings = get_settings()
+    prefix = ctx.obj or settings.redis_prefix
+    return RedisStore.from_url(settings.redis_url.get_secret_value(), prefix=prefix)
+
+
+def _side(allowlist: bool) -> str:
+    return "allowlist" if allowlist else "indicators"
+
+
+# --------------------------------------------------------------------------- load
+
+
+@indicators_app.command("load")
+def load(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    format: Annotated[
+        FeedFormat | None,
+        typer.Option("--format", help="Feed format; guessed from the extension when absent."),
+    ] = None,
+    type_: Annotated[
+        IndicatorType | None,
+        typer.Option("--type", help="Type of every value (plain text) or of records without one."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Source of records that name none (default: the file name)."),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region", help="Region for national-format numbers (default from settings)."
+        ),
+    ] = None,
+    allowlist: Annotated[
+        bool, typer.Option("--allowlist", help="Load into the allowlist.")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Any invalid line fails the whole load, nothing written."),
+    ] = False,
+) -> None:
+    """Import a feed (CSV, TXT, JSONL, STIX 2.1 bundle, MISP event) into the store."""
+    started = time.perf_counter()
+    with _cli_errors():
+        fmt = format.value if format else guess_format(file)
+        region_code = (region or get_settings().default_region).upper()
+        store = _open_store(ctx)
+        version_before = store.version()  # fail early, before reading, when Redis is down
+        total = _count_lines(file) if fmt in ("csv", "txt", "jsonl") else None
+        errors: list[FeedError] = []
+        by_type: Counter[IndicatorType] = Counter()
+        results: list[UpsertResult] = []
+        pending: list[Indicator] = []
+        with _progress() as progress:
+            task = progress.add_task(f"{file.name} ({fmt})", total=total)
+            seen = 0
+            for item in read_feed(file, format=fmt, type_=type_, source=source, region=region_code):
+                seen += 1
+                if seen % _PROGRESS_STEP == 0:
+                    progress.advance(task, _PROGRESS_STEP)
+                if isinstance(item, FeedError):
+                    errors.append(item)
+                    continue
+                by_type[item.type] += 1
+                pending.append(item)
+                if not strict and len(pending) >= LOAD_BATCH:
+                    results.append(store.upsert(pending, allowlist=allowlist))
+                    pending = []
+            if strict and errors:
+                progress.stop()
+                _print_errors(errors)
+                err_console.print(
+                    f"[bold red]--strict:[/] {len(errors)} invalid line(s) in {file}; "
+                    "nothing written",
+                    highlight=False,
+                )
+                raise typer.Exit(1)
+            if pending:
+                results.append(store.upsert(pending, allowlist=allowlist))
+            progress.update(task, completed=total if total is not None else seen, total=total)
+        _print_errors(errors)
+        result = UpsertResult(
+            added=sum(r.added for r in results),
+            updated=sum(r.updated for r in results),
+            unchanged=sum(r.unchanged for r in results),
+        )
+        _print_load_summary(
+            file, allowlist, result, len(errors), by_type, version_before, store.version()
+        )
+        console.print(f"took {time.perf_counter() - started:.1f} s", style="dim")
+        if errors and not by_type:
+            raise typer.Exit(1)  # nothing usable at all: most likely a wrong --type/--format
+
+
+def _count_lines(path: Path) -> int:
+    count = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            count += chunk.count(b"\n")
+    return max(count, 1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def _print_errors(errors: list[FeedError]) -> None:
+    for error in errors[:MAX_ERRORS_SHOWN]:
+        err_console.print(f"[yellow]invalid[/] {error}", highlight=False, soft_wrap=True)
+    if len(errors) > MAX_ERRORS_SHOWN:
+        err_console.print(f"[yellow]… and {len(errors) - MAX_ERRORS_SHOWN} more[/]")
+
+
+def _print_load_summary(
+    file: Path,
+    allowlist: bool,
+    result: UpsertResult,
+    invalid: int,
+    by_type: Counter[IndicatorType],
+    version_before: int,
+    version_after: int,
+) -> None:
+    table = Table(title=f"{file.name} → {_side(allowlist)}", title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("count", justify="right")
+    loaded = result.added + result.updated
+    table.add_row("loaded (added / updated)", f"{loaded} ({result.added} / {result.updated})")
+    table.add_row("unchanged", str(result.unchanged))
+    table.add_row("invalid", str(invalid), style="yellow" if invalid else None)
+    table.add_section()
+    for type_ in sorted(by_type, key=_TYPE_ORDER.__getitem__):
+        table.add_row(f"valid {type_.value}", str(by_type[type_]))
+    table.add_section()
+    table.add_row("version", f"{version_before} → {version_after}")
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- add / remove
+
+
+@indicators_app.command("add")
+def add(
+    ctx: typer.Context,
+    type_: Annotated[IndicatorType, typer.Argument(metavar="TYPE")],
+    value: Annotated[str, typer.Argument()],
+    source: Annotated[str, typer.Option("--source")] = "cli",
+    severity: Annotated[Severity, typer.Option("--severity")] = Severity.HIGH,
+    confidence: Annotated[int | None, typer.Option("--confidence", min=0, max=100)] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
+    valid_until: Annotated[
+        str | None, typer.Option("--valid-until", help="RFC 3339 date-time or epoch milliseconds.")
+    ] = None,
+    description: Annotated[str, typer.Option("--description")] = "",
+    reference: Annotated[str, typer.Option("--reference")] = "",
+    region: Annotated[str | None, typer.Option("--region")] = None,
+    allowlist: Annotated[bool, typer.Option("--allowlist", help="Add to the allowlist.")] = False,
+) -> None:
+    """Add one indicator (merged with the entry already there, if any)."""
+    with _cli_errors():
+        indicator = _checked(
+            {
+                "type": type_.value,
+                "value": value,
+                "source": source,
+                "severity": severity.value,
+                "confidence": confidence,
+                "tags": tag or [],
+                "valid_until": valid_until,
+                "description": description,
+                "reference": reference,
+            },
+            source=source,
+            region=(region or get_settings().default_region).upper(),
+        )
+        store = _open_store(ctx)
+        result = store.upsert([indicator], allowlist=allowlist)
+        what = "added" if result.added else "updated" if result.updated else "unchanged"
+        console.print(
+            f"{what}: {indicator.type.value} {indicator.value} ({_side(allowlist)}, "
+            f"version {store.version()})",
+            highlight=False,
+        )
+
+
+def _checked(rec: dict[str, object], *, source: str, region: str) -> Indicator:
+    try:
+        return indicator_from_record(rec, source=source, region=region)
+    except NormalizationError as exc:
+        raise FeedError(f"value: {exc}") from None
+
+
+@indicators_app.command("remove")
+def remove(
+    ctx: typer.Context,
+    type_: Annotated[IndicatorType, typer.Argument(metavar="TYPE")],
+    value: Annotated[str, typer.Argument()],
+    region: Annotated[str | None, typer.Option("--region")] = None,
+    allowlist: Annotated[
+        bool, typer.Option("--allowlist", help="Remove from the allowlist.")
+    ] = False,
+) -> None:
+    """Remove one indicator (the value is normalized first, as on load)."""
+    with _cli_errors():
+        normalized = normalize(type_, value, (region or get_settings().default_region).upper())
+        store = _open_store(ctx)
+        if not store.remove(type_, normalized, allowlist=allowlist):
+            err_console.print(
+                f"not found: {type_.value} {normalized} ({_side(allowlist)})", highlight=False
+            )
+            raise typer.Exit(1)
+        console.print(
+            f"removed: {type_.value} {normalized} ({_side(allowlist)}, version {store.version()})",
+            highlight=False,
+        )
+
+
+# --------------------------------------------------------------------------- list / stats
+
+
+@indicators_app.command("list")
+def list_(
+    ctx: typer.Context,
+    type_: Annotated[IndicatorType | None, typer.Option("--type")] = None,
+    source: Annotated[str | None, typer.Option("--source")] = None,
+    allowlist: Annotated[bool, typer.Option("--allowlist", help="List the allowlist.")] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Show at most this many rows.")
+    ] = 200,
+) -> None:
+    """A table of indicators (or allowlist entries), by type and value."""
+    with _cli_errors():
+        store = _open_store(ctx)
+        entries = _sorted(store.iter(type_=type_, source=source, allowlist=allowlist))
+        at = now_ms()
+        table = Table(title=f"{_side(allowlist)} ({len(entries)})", title_justify="left")
+        for column in ("type", "value", "sources", "severity", "conf.", "tags", "valid until"):
+            table.add_column(column, overflow="fold")
+        for ind in entries[:limit]:
+            until = format_timestamp(ind.valid_until) or ""
+            table.add_row(
+                ind.type.value,
+                ind.value,
+                ", ".join(ind.sources),
+                ind.severity.value,
+                str(ind.confidence),
+                ", ".join(ind.tags),
+                f"{until} (expired)" if ind.valid_until and ind.valid_until < at else until,
+            )
+        console.print(table)
+        if len(entries) > limit:
+            console.print(f"… and {len(entries) - limit} more (--limit)", style="dim")
+
+
+@indicators_app.command("stats")
+def stats(ctx: typer.Context) -> None:
+    """Counts by type and by source, allowlist counts, expired entries and the version."""
+    with _cli_errors():
+        store = _open_store(ctx)
+        figures = store.stats(now_ms())
+        table = Table(title=f"indicator store (version {figures.version})", title_justify="left")
+        table.add_column("type")
+        table.add_column("indicators", justify="right")
+        table.add_column("allowlist", justify="right")
+        for type_ in IndicatorType:
+            table.add_row(
+                type_.value,
+                str(figures.by_type.get(type_.value, 0)),
+                str(figures.allowlist_by_type.get(type_.value, 0)),
+            )
+        table.add_section()
+        table.add_row(
+            "total",
+            str(sum(figures.by_type.values())),
+            str(sum(figures.allowlist_by_type.values())),
+            style="bold",
+        )
+        table.add_row("expired (not yet purged)", str(figures.expired), "")
+        console.print(table)
+        sources = Table(title="indicators by source", title_justify="left")
+        sources.add_column("source")
+        sources.add_column("indicators", justify="right")
+        for name, count in sorted(figures.by_source.items(), key=lambda kv: (-kv[1], kv[0])):
+            sources.add_row(name, str(count))
+        console.print(sources)
+
+
+@indicators_app.command("export")
+def export(
+    ctx: typer.Context,
+    allowlist: Annotated[bool, typer.Option("--allowlist", help="Export the allowlist.")] = False,
+) -> None:
+    """JSON lines of indicator.v1 on stdout, sorted by type and value (``load --format
+    jsonl`` takes them back unchanged)."""
+    with _cli_errors():
+        store = _open_store(ctx)
+        out = click.get_binary_stream("stdout")
+        for ind in _sorted(store.iter(allowlist=allowlist)):
+            out.write(orjson.dumps(indicator_to_record(ind)) + b"\n")
+        out.flush()
+
+
+def _sorted(indicators: Iterator[Indicator]) -> list[Indicator]:
+    return sorted(indicators, key=lambda ind: (_TYPE_ORDER[ind.type], ind.value))

@@ -1,0 +1,416 @@
+"""The Redis indicator store (redis-py): the source of truth that every worker follows.
+
+Key layout (``P`` is the prefix, ``scamwatch:`` by default; ``{i}`` is a Redis Cluster hash
+tag, so that every key lives in one slot and the Lua scripts and MULTI blocks may touch them
+together)::
+
+    P{i}:ind:<type>     hash   normalized value -> entry (one hash per IndicatorType:
+                               phone, phone_prefix, domain, url, keyword)
+    P{i}:allow:<type>   hash   the allowlist, same shape, kept apart
+    P{i}:version        string the version: +1 per changed entry; workers poll it (one GET)
+    P{i}:changes        stream the change log, capped at ``change_log_size`` entries; entry
+                               id ``<version>-0``, fields ``op`` (upsert|remove), ``a``
+                               (1 = allowlist), ``t`` (type), ``k`` (value), ``d`` (entry)
+
+An entry is a msgpack array (msgspec) ``[sources, severity, confidence, tags, valid_from,
+valid_until, description, reference]``; type and value are the hash and field.
+
+Writes are Lua scripts, so each batch is atomic and moves the version and the change log
+with the entries. Upserts are optimistic: the client reads the current entries of a batch
+(HMGET, pipelined), merges in Python (:meth:`Indicator.merge`), and the script writes only if
+none of those entries changed meanwhile (compare-and-set on the bytes), else the client reads
+again and retries: concurrent loaders never lose each other's updates. Only entries that
+really change are sent, so reloading a feed leaves the version where it was. ``snapshot``
+reads the version and every hash in one MULTI/EXEC, so it is consistent with one version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any, cast
+
+import msgspec
+import redis
+import redis.exceptions
+
+from engine.core.models import (
+    Change,
+    ChangeSet,
+    Indicator,
+    IndicatorSnapshot,
+    IndicatorType,
+    Severity,
+)
+from engine.errors import StoreError, StoreUnavailable
+from engine.store.base import IndicatorStore, StoreStats, UpsertResult
+from engine.store.merging import Key, is_expired, plan_upsert
+
+DEFAULT_BATCH_SIZE = 5_000
+_MAX_ATTEMPTS = 50  # optimistic retries of one batch before giving up
+_TYPES: tuple[IndicatorType, ...] = tuple(IndicatorType)
+_ABSENT = b""  # "no entry expected" in the compare-and-set (an entry is never empty)
+
+
+class _Entry(msgspec.Struct, array_like=True, frozen=True):
+    """An indicator as stored, without its type and value (those are the hash and field)."""
+
+    sources: tuple[str, ...]
+    severity: Severity
+    confidence: int
+    tags: tuple[str, ...]
+    valid_from: int | None
+    valid_until: int | None
+    description: str
+    reference: str
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(_Entry)
+
+# KEYS: version, changes, then the five hashes of one side (in _TYPES order)
+# ARGV: log size, allowlist flag (0/1), n, then n × (key index, value, expected, entry, type)
+_UPSERT_LUA = """
+local n = tonumber(ARGV[3])
+local conflicts = {}
+for j = 0, n - 1 do
+  local b = 4 + j * 5
+  local current = redis.call('HGET', KEYS[tonumber(ARGV[b])], ARGV[b + 1]) or ''
+  if current ~= ARGV[b + 2] then conflicts[#conflicts + 1] = j end
+end
+if #conflicts > 0 then return {0, conflicts} end
+local v = 0
+for j = 0, n - 1 do
+  local b = 4 + j * 5
+  redis.call('HSET', KEYS[tonumber(ARGV[b])], ARGV[b + 1], ARGV[b + 3])
+  v = redis.call('INCR', KEYS[1])
+  redis.call('XADD', KEYS[2], v .. '-0', 'op', 'upsert', 'a', ARGV[2], 't', ARGV[b + 4],
+             'k', ARGV[b + 1], 'd', ARGV[b + 3])
+end
+redis.call('XTRIM', KEYS[2], 'MAXLEN', tonumber(ARGV[1]))
+return {1, v}
+"""
+
+# KEYS as above. ARGV: log size, allowlist flag, n, then n × (key index, value, expected, type);
+# an empty ``expected`` removes whatever is there, else only that exact entry (purge)
+_REMOVE_LUA = """
+local n = tonumber(ARGV[3])
+local removed = 0
+for j = 0, n - 1 do
+  local b = 4 + j * 4
+  local key = KEYS[tonumber(ARGV[b])]
+  local current = redis.call('HGET', key, ARGV[b + 1])
+  if current and (ARGV[b + 2] == '' or current == ARGV[b + 2]) then
+    redis.call('HDEL', key, ARGV[b + 1])
+    local v = redis.call('INCR', KEYS[1])
+    redis.call('XADD', KEYS[2], v .. '-0', 'op', 'remove', 'a', ARGV[2], 't', ARGV[b + 3],
+               'k', ARGV[b + 1], 'd', '')
+    removed = removed + 1
+  end
+end
+if removed > 0 then redis.call('XTRIM', KEYS[2], 'MAXLEN', tonumber(ARGV[1])) end
+return removed
+"""
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    """redis-py errors → StoreUnavailable (retriable: Redis down or slow) or StoreError."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise StoreUnavailable(f"indicator store (Redis) unreachable: {exc}") from exc
+    except redis.exceptions.RedisError as exc:
+        raise StoreError(f"indicator store (Redis) failed: {exc}") from exc
+
+
+def encode_entry(ind: Indicator) -> bytes:
+    return _ENCODER.encode(
+        _Entry(
+            sources=ind.sources,
+            severity=ind.severity,
+            confidence=ind.confidence,
+            tags=ind.tags,
+            valid_from=ind.valid_from,
+            valid_until=ind.valid_until,
+            description=ind.description,
+            reference=ind.reference,
+        )
+    )
+
+
+def decode_entry(type_: IndicatorType, value: str, raw: bytes) -> Indicator:
+    try:
+        entry = _DECODER.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise StoreError(f"corrupt entry {type_.value} {value!r} in Redis: {exc}") from exc
+    return Indicator(
+        type=type_,
+        value=value,
+        sources=entry.sources,
+        severity=entry.severity,
+        confidence=entry.confidence,
+        tags=entry.tags,
+        valid_from=entry.valid_from,
+        valid_until=entry.valid_until,
+        description=entry.description,
+        reference=entry.reference,
+    )
+
+
+class RedisStore(IndicatorStore):
+    """Indicators in Redis hashes, with a version counter and a capped change-log stream.
+
+    ``client`` must return bytes (``decode_responses=False``, the redis-py default)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "scamwatch:",
+        change_log_size: int = 100_000,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if change_log_size < 1:
+            raise ValueError("change_log_size must be at least 1")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if client.get_connection_kwargs().get("decode_responses"):
+            raise StoreError("RedisStore needs a client with decode_responses=False")
+        self._client = client
+        self.prefix = prefix
+        self.change_log_size = change_log_size
+        self.batch_size = batch_size
+        base = f"{prefix}{{i}}:"
+        self.version_key = f"{base}version"
+        self.changes_key = f"{base}changes"
+        self._hashes = {
+            side: tuple(f"{base}{'allow' if side else 'ind'}:{t.value}" for t in _TYPES)
+            for side in (False, True)
+        }
+        self._upsert_script = client.register_script(_UPSERT_LUA)
+        self._remove_script = client.register_script(_REMOVE_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "scamwatch:", **kw: Any) -> RedisStore:
+        """A store on a new client for ``url``; ``change_log_size`` and ``batch_size`` go to
+        the store, any other keyword to :meth:`redis.Redis.from_url`."""
+        store_kw = {k: kw.pop(k) for k in ("change_log_size", "batch_size") if k in kw}
+        kw.setdefault("socket_connect_timeout", 2)
+        kw.setdefault("socket_timeout", 30)
+        kw.setdefault("health_check_interval", 30)
+        with _translated_errors():
+            client = redis.Redis.from_url(url, **kw)
+        return cls(client, prefix=prefix, **store_kw)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
+    def close(self) -> None:
+        self._client.close()
+
+    def keys(self) -> list[str]:
+        """Every key this store may write (to delete them all, e.g. after a benchmark)."""
+        return [self.version_key, self.changes_key, *self._hashes[False], *self._hashes[True]]
+
+    def hash_key(self, type_: IndicatorType, *, allowlist: bool = False) -> str:
+        return self._hashes[allowlist][_TYPES.index(type_)]
+
+    # ------------------------------------------------------------------ writes
+
+    def upsert(self, indicators: Iterable[Indicator], *, allowlist: bool = False) -> UpsertResult:
+        added = updated = unchanged = 0
+        iterator = iter(indicators)
+        while batch := list(islice(iterator, self.batch_size)):
+            result = self._upsert_batch(batch, allowlist)
+            added += result.added
+            updated += result.updated
+            unchanged += result.unchanged
+        return UpsertResult(added=added, updated=updated, unchanged=unchanged)
+
+    def _upsert_batch(self, batch: Sequence[Indicator], allowlist: bool) -> UpsertResult:
+        keys_of_batch = list(dict.fromkeys(ind.key for ind in batch))
+        with _translated_errors():
+            for _ in range(_MAX_ATTEMPTS):
+                raw = self._read_raw(keys_of_batch, allowlist)
+                existing = {
+                    key: decode_entry(key[0], key[1], data)
+                    for key, data in raw.items()
+                    if data is not None
+                }
+                plan = plan_upsert(batch, existing)
+                if not plan.writes:
+                    return plan.result
+                args: list[bytes | str | int] = [self.change_log_size, int(allowlist), 0]
+                for key, ind in plan.writes.items():
+                    args += [
+                        3 + _TYPES.index(key[0]),
+                        key[1],
+                        raw.get(key) or _ABSENT,
+                        encode_entry(ind),
+                        key[0].value,
+                    ]
+                args[2] = len(plan.writes)
+                outcome = self._upsert_script(keys=self._script_keys(allowlist), args=args)
+                if int(outcome[0]) == 1:
+                    return plan.result
+                # another writer changed some of these entries meanwhile: read again, re-merge
+        raise StoreError(
+            f"upsert gave up after {_MAX_ATTEMPTS} attempts: entries kept changing under it"
+        )
+
+    def _read_raw(self, keys: Sequence[Key], allowlist: bool) -> dict[Key, bytes | None]:
+        by_type: dict[IndicatorType, list[str]] = {}
+        for type_, value in keys:
+            by_type.setdefault(type_, []).append(value)
+        pipe = self._client.pipeline(transaction=False)
+        order = list(by_type.items())
+        for type_, values in order:
+            pipe.hmget(self.hash_key(type_, allowlist=allowlist), values)
+        replies = pipe.execute()
+        out: dict[Key, bytes | None] = {}
+        for (type_, values), reply in zip(order, replies, strict=True):
+            for value, data in zip(values, reply, strict=True):
+                out[(type_, value)] = data
+        return out
+
+    def remove(self, type_: IndicatorType, value: str, *, allowlist: bool = False) -> bool:
+        return self._remove([(type_, value, _ABSENT)], allowlist) == 1
+
+    def _remove(self, items: Sequence[tuple[IndicatorType, str, bytes]], allowlist: bool) -> int:
+        removed = 0
+        with _translated_errors():
+            for start in range(0, len(items), self.batch_size):
+                chunk = items[start : start + self.batch_size]
+                args: list[bytes | str | int] = [self.change_log_size, int(allowlist), len(chunk)]
+                for type_, value, expected in chunk:
+                    args += [3 + _TYPES.index(type_), value, expected, type_.value]
+                removed += int(self._remove_script(keys=self._script_keys(allowlist), args=args))
+        return removed
+
+    def purge_expired(self, at_ms: int) -> int:
+        purged = 0
+        for allowlist in (False, True):
+            expired: list[tuple[IndicatorType, str, bytes]] = []
+            for type_, value, raw in self._scan_raw(allowlist, None):
+                if is_expired(decode_entry(type_, value, raw), at_ms):
+                    expired.append((type_, value, raw))
+            # only entries still as read are removed: one extended meanwhile stays
+            purged += self._remove(expired, allowlist)
+        return purged
+
+    def _script_keys(self, allowlist: bool) -> list[str]:
+        return [self.version_key, self.changes_key, *self._hashes[allowlist]]
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, type_: IndicatorType, value: str, *, allowlist: bool = False) -> Indicator | None:
+        with _translated_errors():
+            raw = cast(
+                "bytes | None", self._client.hget(self.hash_key(type_, allowlist=allowlist), value)
+            )
+        return None if raw is None else decode_entry(type_, value, raw)
+
+    def iter(
+        self,
+        *,
+        type_: IndicatorType | None = None,
+        source: str | None = None,
+        allowlist: bool = False,
+    ) -> Iterator[Indicator]:
+        for t, value, raw in self._scan_raw(allowlist, type_):
+            indicator = decode_entry(t, value, raw)
+            if source is None or source in indicator.sources:
+                yield indicator
+
+    def _scan_raw(
+        self, allowlist: bool, type_: IndicatorType | None
+    ) -> Iterator[tuple[IndicatorType, str, bytes]]:
+        """Every entry of one side, one hash at a time (HGETALL: no duplicates, unlike HSCAN)."""
+        for t in _TYPES if type_ is None else (type_,):
+            with _translated_errors():
+                entries = cast(
+                    "dict[bytes, bytes]",
+                    self._client.hgetall(self.hash_key(t, allowlist=allowlist)),
+                )
+            for value, raw in entries.items():
+                yield t, value.decode(), raw
+
+    def version(self) -> int:
+        with _translated_errors():
+            raw = cast("bytes | None", self._client.get(self.version_key))
+        return int(raw) if raw is not None else 0
+
+    def snapshot(self) -> IndicatorSnapshot:
+        with _translated_errors():
+            pipe = self._client.pipeline(transaction=True)  # MULTI/EXEC: one version
+            pipe.get(self.version_key)
+            for side in (False, True):
+                for key in self._hashes[side]:
+                    pipe.hgetall(key)
+            replies = pipe.execute()
+        version = int(replies[0]) if replies[0] is not None else 0
+        sides: list[tuple[Indicator, ...]] = []
+        for offset in (1, 1 + len(_TYPES)):
+            sides.append(
+                tuple(
+                    decode_entry(t, value.decode(), raw)
+                    for t, entries in zip(
+                        _TYPES, replies[offset : offset + len(_TYPES)], strict=True
+                    )
+                    for value, raw in entries.items()
+                )
+            )
+        return IndicatorSnapshot(version=version, indicators=sides[0], allowlist=sides[1])
+
+    def changes_since(self, version: int) -> ChangeSet | None:
+        current = self.version()
+        if version == current:
+            return ChangeSet(from_version=version, to_version=current)
+        if version > current or current - version > self.change_log_size:
+            return None  # ahead of the store (it was reset) or older than the log can be
+        with _translated_errors():
+            entries = cast(
+                "list[tuple[bytes, dict[bytes, bytes]]]",
+                self._client.xrange(self.changes_key, f"{version + 1}-0", f"{current}-0"),
+            )
+        changes = tuple(self._change(entry_id, fields) for entry_id, fields in entries)
+        if len(changes) != current - version or changes[0].version != version + 1:
+            return None  # trimmed past ``version`` meanwhile
+        return ChangeSet(from_version=version, to_version=current, changes=changes)
+
+    @staticmethod
+    def _change(entry_id: bytes, fields: dict[bytes, bytes]) -> Change:
+        version = int(entry_id.split(b"-", 1)[0])
+        type_ = IndicatorType(fields[b"t"].decode())
+        value = fields[b"k"].decode()
+        op = fields[b"op"].decode()
+        indicator = (
+            decode_entry(type_, value, fields[b"d"])
+            if op == "upsert"
+            else Indicator(type=type_, value=value)
+        )
+        return Change(version=version, op=op, allowlist=fields[b"a"] == b"1", indicator=indicator)
+
+    def stats(self, at_ms: int) -> StoreStats:
+        by_type: dict[str, int] = {}
+        by_source: dict[str, int] = {}
+        allow_by_type: dict[str, int] = {}
+        expired = 0
+        for allowlist, counts in ((False, by_type), (True, allow_by_type)):
+            for t, value, raw in self._scan_raw(allowlist, None):
+                indicator = decode_entry(t, value, raw)
+                counts[t.value] = counts.get(t.value, 0) + 1
+                expired += is_expired(indicator, at_ms)
+                if not allowlist:
+                    for src in indicator.sources:
+                        by_source[src] = by_source.get(src, 0) + 1
+        return StoreStats(
+            version=self.version(),
+            by_type=by_type,
+            by_source=by_source,
+            allowlist_by_type=allow_by_type,
+            expired=expired,
+        )

@@ -1,9 +1,258 @@
-"""Commands of this concern (filled in by its issue)."""
+"""``scamwatch scan``: match a JSON-lines file of events offline (retro-hunt, no Kafka).
+
+Indicators come from Redis (``SCAMWATCH_REDIS_URL``) unless ``--indicators`` feed files are
+given, in which case they are read into a memory store and Redis is never contacted.
+``--allowlist`` files are added to whichever allowlist is in use. Alerts are alert.v1 JSON
+lines on stdout (or ``--output``); counts and every invalid line (with its line number and
+reason) go to stderr. An offline alert's ``source`` is ``{topic: <file name>, partition: 0,
+offset: <line number, from 1>}``. Expiry is judged at the time of the scan.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import orjson
+import phonenumbers
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.core.alerts import build_alerts
+from engine.core.events import CallEvent, decode_event
+from engine.core.feeds import read_feed
+from engine.core.matcher import Matcher
+from engine.core.models import (
+    Indicator,
+    IndicatorSnapshot,
+    IndicatorType,
+    SourcePosition,
+    Stream,
+    Verdict,
+    now_ms,
+)
+from engine.errors import DecodeError, FeedError, ScamwatchError
+from engine.settings import get_settings
+
+MAX_LISTED_ERRORS = 100  # invalid lines listed one by one; the rest are counted
+
+
+@dataclass
+class ScanSummary:
+    """What one scan saw."""
+
+    events: int = 0
+    matched: int = 0
+    clean: int = 0
+    invalid: int = 0
+    unparsed: int = 0
+    alerts_by_rule: Counter[str] = field(default_factory=Counter)
+    invalid_lines: list[tuple[int, str]] = field(default_factory=list)
+    feed_errors: list[str] = field(default_factory=list)
+    indicator_source: str = ""
+
+    @property
+    def alerts(self) -> int:
+        return sum(self.alerts_by_rule.values())
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``scan`` to the root app."""
+    app.command("scan")(scan)
+
+
+def scan(
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="JSON-lines events."),
+    ],
+    stream: Annotated[Stream, typer.Option("--stream", help="What the file holds.")],
+    indicators: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--indicators",
+            exists=True,
+            dir_okay=False,
+            help="Indicator feed file (any feed format; repeatable). Without it: Redis.",
+        ),
+    ] = None,
+    allowlist: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allowlist", exists=True, dir_okay=False, help="Allowlist feed file (repeatable)."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write alerts here, not stdout.")
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="Region for national-format numbers (default: settings)."),
+    ] = None,
+    type_: Annotated[
+        IndicatorType | None,
+        typer.Option("--type", help="Indicator type of plain-text feed files."),
+    ] = None,
+) -> None:
+    """Match a JSON-lines file of call or web events offline; alert.v1 lines out."""
+    err = Console(stderr=True)
+    chosen_region = (region or get_settings().default_region).upper()
+    if chosen_region not in phonenumbers.SUPPORTED_REGIONS:
+        raise typer.BadParameter(
+            f"{region!r} is not an ISO 3166 alpha-2 region", param_hint="--region"
+        )
+    try:
+        summary = ScanSummary()
+        snapshot = load_snapshot(
+            indicators or [], allowlist or [], region=chosen_region, type_=type_, summary=summary
+        )
+        matcher = Matcher.build(snapshot, default_region=chosen_region)
+        with _open_output(output) as sink:
+            scan_file(file, stream, matcher, sink, summary)
+    except ScamwatchError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    print_summary(err, file, summary)
+
+
+def load_snapshot(
+    indicator_files: list[Path],
+    allowlist_files: list[Path],
+    *,
+    region: str,
+    type_: IndicatorType | None,
+    summary: ScanSummary,
+) -> IndicatorSnapshot:
+    """From feed files into a memory store (no Redis), or else Redis's snapshot; allowlist
+    files are added either way."""
+    extra_allow = list(_read_feeds(allowlist_files, region, type_, summary))
+    if indicator_files:
+        from engine.store.memory import MemoryStore
+
+        store = MemoryStore()
+        store.upsert(_read_feeds(indicator_files, region, type_, summary))
+        store.upsert(extra_allow, allowlist=True)
+        summary.indicator_source = ", ".join(str(p) for p in indicator_files)
+        return store.snapshot()
+
+    from engine.store.redis import RedisStore
+
+    url = get_settings().redis_url.get_secret_value()
+    snapshot = RedisStore.from_url(url).snapshot()
+    summary.indicator_source = f"Redis (version {snapshot.version})"
+    if not extra_allow:
+        return snapshot
+    return IndicatorSnapshot(
+        version=snapshot.version,
+        indicators=snapshot.indicators,
+        allowlist=snapshot.allowlist + tuple(extra_allow),
+    )
+
+
+def _read_feeds(
+    paths: list[Path], region: str, type_: IndicatorType | None, summary: ScanSummary
+) -> Iterator[Indicator]:
+    for path in paths:
+        for item in read_feed(path, type_=type_, region=region):
+            if isinstance(item, FeedError):
+                summary.feed_errors.append(str(item))
+            else:
+                yield item
+
+
+def scan_file(
+    path: Path, stream: Stream, matcher: Matcher, sink: IO[bytes], summary: ScanSummary
+) -> ScanSummary:
+    """Match every line of ``path``; bad lines are counted and listed, never fatal."""
+    at_ms = now_ms()
+    max_bytes = get_settings().max_record_bytes
+    topic = path.name
+    with path.open("rb") as lines:
+        for lineno, line in enumerate(lines, start=1):
+            raw = line.rstrip(b"\r\n")
+            if not raw.strip():
+                continue
+            try:
+                event = decode_event(stream, raw, max_bytes=max_bytes)
+                record: dict[str, Any] = orjson.loads(raw)
+            except DecodeError as exc:
+                summary.invalid += 1
+                summary.invalid_lines.append((lineno, f"{exc.reason}: {exc.error}"))
+                continue
+            except orjson.JSONDecodeError as exc:  # msgspec took it, orjson did not
+                summary.invalid += 1
+                summary.invalid_lines.append((lineno, f"invalid_json: {exc}"))
+                continue
+            verdict: Verdict = (
+                matcher.match_call(event, at_ms)
+                if isinstance(event, CallEvent)
+                else matcher.match_web(event, at_ms)
+            )
+            summary.events += 1
+            summary.unparsed += len(verdict.unparsed)
+            if not verdict.matches:
+                summary.clean += 1
+                continue
+            summary.matched += 1
+            alerts = build_alerts(
+                stream,
+                record,
+                verdict,
+                source=SourcePosition(topic=topic, partition=0, offset=lineno),
+                indicator_version=matcher.version,
+                emitted_ms=now_ms(),
+            )
+            for alert in alerts:
+                summary.alerts_by_rule[alert["rule"]] += 1
+                sink.write(orjson.dumps(alert) + b"\n")
+    return summary
+
+
+@contextmanager
+def _open_output(output: Path | None) -> Iterator[IO[bytes]]:
+    if output is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with output.open("wb") as sink:
+        yield sink
+
+
+def print_summary(console: Console, path: Path, summary: ScanSummary) -> None:
+    """Feed errors, invalid lines (line number and reason) and the counts, on stderr."""
+    for message in summary.feed_errors[:MAX_LISTED_ERRORS]:
+        console.print(f"[yellow]feed:[/] {message}", highlight=False)
+    if len(summary.feed_errors) > MAX_LISTED_ERRORS:
+        console.print(f"[yellow]feed:[/] … and {len(summary.feed_errors) - MAX_LISTED_ERRORS} more")
+    for lineno, reason in summary.invalid_lines[:MAX_LISTED_ERRORS]:
+        console.print(f"[red]invalid[/] {path.name}:{lineno}: {reason}", highlight=False)
+    if len(summary.invalid_lines) > MAX_LISTED_ERRORS:
+        more = len(summary.invalid_lines) - MAX_LISTED_ERRORS
+        console.print(f"[red]invalid[/] … and {more} more lines")
+
+    table = Table(title=f"scan of {path.name}", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("indicators from", summary.indicator_source)
+    for name, value in (
+        ("events", summary.events),
+        ("matched", summary.matched),
+        ("clean", summary.clean),
+        ("invalid", summary.invalid),
+        ("unparsed fields", summary.unparsed),
+        ("feed errors", len(summary.feed_errors)),
+        ("alerts", summary.alerts),
+    ):
+        table.add_row(name, str(value))
+    for rule, count in sorted(summary.alerts_by_rule.items()):
+        table.add_row(f"  {rule}", str(count))
+    console.print(table)

@@ -1,0 +1,127 @@
+"""alert.v1 records from an event and its verdict (pure: no I/O, no clocks read here)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from engine import __version__
+from engine.core.events import event_ts_ms
+from engine.core.models import (
+    Indicator,
+    IndicatorType,
+    Match,
+    Rule,
+    Severity,
+    SourcePosition,
+    Stream,
+    Verdict,
+)
+
+# namespace of alert ids: uuid5 over (stream, partner, event, rule, indicator type, value)
+ALERT_ID_NAMESPACE = uuid.UUID("5c0a7e1d-2b1f-4c53-9a0e-5ca3a7c4a1e7")
+
+# the least severity a rule gives, whatever the indicator says (never lowers one)
+RULE_MIN_SEVERITY: dict[Rule, Severity] = {Rule.CALLEE_SCAM_NUMBER: Severity.HIGH}
+
+
+def alert_id(
+    stream: Stream, partner_id: str, event_id: str, rule: Rule, type_: IndicatorType, value: str
+) -> str:
+    """Deterministic: the same event matched by the same indicator under the same rule
+    always yields the same id, so consumers can drop duplicates of a reprocessed event."""
+    name = "\x1f".join((str(stream), partner_id, event_id, str(rule), str(type_), value))
+    return str(uuid.uuid5(ALERT_ID_NAMESPACE, name))
+
+
+def alert_key(partner_id: str, subscriber_id: str | None, fallback: str) -> bytes:
+    """Kafka key of an alert: partner + subscriber (else ``fallback``: caller/callee or
+    event id), so one subscriber's alerts stay in one partition, in order."""
+    return f"{partner_id}:{subscriber_id or fallback}".encode()
+
+
+def rfc3339_ms(epoch_ms: int) -> str:
+    """``2026-11-28T20:56:41.123Z``."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def build_alerts(
+    stream: Stream,
+    event_record: Mapping[str, Any],
+    verdict: Verdict,
+    *,
+    source: SourcePosition,
+    indicator_version: int,
+    emitted_ms: int,
+) -> list[dict[str, Any]]:
+    """One alert.v1 per (rule, indicator), holding every match of that pair, in the order
+    the matcher found them. ``event_record`` is the input object as received."""
+    if not verdict.matches:
+        return []
+    groups: dict[tuple[Rule, IndicatorType, str], list[Match]] = {}
+    for m in verdict.matches:
+        groups.setdefault((m.rule, m.indicator.type, m.indicator.value), []).append(m)
+
+    partner_id = str(event_record.get("partner_id", ""))
+    event_id = str(event_record.get("event_id", ""))
+    subscriber_id = event_record.get("subscriber_id")
+    event_ts = _event_ts(event_record.get("ts"))
+    emitted = rfc3339_ms(emitted_ms)
+    engine = {"version": __version__, "indicator_version": indicator_version}
+    alerts: list[dict[str, Any]] = []
+    for (rule, type_, value), matches in groups.items():
+        indicator = matches[0].indicator
+        severity = indicator.severity.at_least(RULE_MIN_SEVERITY.get(rule, Severity.LOW))
+        alerts.append(
+            {
+                "alert_id": alert_id(stream, partner_id, event_id, rule, type_, value),
+                "ts": emitted,
+                "event_ts": event_ts,
+                "stream": str(stream),
+                "rule": str(rule),
+                "severity": str(severity),
+                "partner_id": partner_id,
+                "subscriber_id": subscriber_id if isinstance(subscriber_id, str) else None,
+                "event_id": event_id,
+                "matches": [_match_record(m) for m in matches],
+                "event": dict(event_record),
+                "source": source.as_dict(),
+                "engine": dict(engine),
+            }
+        )
+    return alerts
+
+
+def indicator_record(ind: Indicator) -> dict[str, Any]:
+    """The indicator as an alert carries it."""
+    return {
+        "type": str(ind.type),
+        "value": ind.value,
+        "sources": list(ind.sources),
+        "severity": str(ind.severity),
+        "confidence": ind.confidence,
+        "tags": list(ind.tags),
+        "valid_until": None if ind.valid_until is None else rfc3339_ms(ind.valid_until),
+    }
+
+
+def _match_record(m: Match) -> dict[str, Any]:
+    return {
+        "field": m.field,
+        "observed": m.observed,
+        "normalized": m.normalized,
+        "indicator": indicator_record(m.indicator),
+    }
+
+
+def _event_ts(ts: object) -> str | None:
+    """The event's time as RFC 3339 UTC with ms (input may be RFC 3339 or epoch ms)."""
+    if isinstance(ts, bool) or not isinstance(ts, str | int):
+        return None
+    try:
+        return rfc3339_ms(event_ts_ms(ts))
+    except (ValueError, OverflowError, OSError):
+        return None

@@ -1,0 +1,413 @@
+"""The matcher: an immutable index of one indicator snapshot that turns an event into matches.
+
+Equality questions are plain dict lookups (E.164 numbers, every label suffix of a host,
+phone prefixes tried at each length that exists, URL paths at each length that exists for
+that host); substring questions use a pyahocorasick automaton (keywords). Expiry is checked
+at match time (``is_active(at_ms)``), so an indicator expires without a rebuild.
+
+What each rule compares (the reference matcher in :mod:`engine.core.reference` states the
+same rules with plain loops, and property tests hold the two to the same answers):
+
+- ``callee_scam_number`` / ``caller_scam_number``: the number in E.164 equals a ``phone``
+  indicator, and/or starts with a ``phone_prefix`` (the longest active one only).
+- ``host_scam_domain`` (fields ``host`` and ``url``) / ``referrer_scam_domain``: the host,
+  or one of its label suffixes, is a ``domain`` indicator.
+- ``url_scam_url`` (fields ``url`` and ``referrer``): the normalized URL starts with a
+  ``url`` indicator; an indicator without path or query (``evil.com``, ``evil.com:8080``)
+  must end where the URL's host[:port] does (so ``evil.com`` is not a prefix of
+  ``evil.com.example.org``, but is one of ``evil.com:8080/x``).
+- ``url_scam_number`` (fields ``url`` and ``referrer``): a phone number written in the
+  percent-decoded URL (see :func:`numbers_in_text`), looked up as for calls.
+- ``keyword_impersonation`` (fields ``host`` and ``url``): a ``keyword`` indicator occurs in
+  the confusable-folded host/URL, or in the folded Unicode form of a punycode host.
+
+Allowlist: a number equal to an allowlisted ``phone`` or under an allowlisted
+``phone_prefix``, a host under an allowlisted ``domain``, a URL under an allowlisted
+``url``/``domain`` never produces a match in that field; an allowlisted ``keyword`` never
+matches. Allowlist entries past their validity window no longer apply.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from urllib.parse import unquote
+
+import ahocorasick
+
+from engine.core.events import CallEvent, WebEvent
+from engine.core.models import (
+    Indicator,
+    IndicatorSnapshot,
+    IndicatorType,
+    Match,
+    Rule,
+    Verdict,
+    now_ms,
+)
+from engine.core.normalize import (
+    fold_confusables,
+    host_to_unicode,
+    normalize_domain,
+    normalize_phone,
+    split_url,
+)
+from engine.errors import NormalizationError
+
+# a phone number written in a URL: digits with the separators people and sites put between
+# them; the run is maximal (so a number inside a longer digit run is not one) and must hold
+# 7..15 digits (E.164 allows at most 15)
+NUMBER_RUN_CHARS = frozenset("0123456789+-.() ")
+MIN_NUMBER_DIGITS = 7
+MAX_NUMBER_DIGITS = 15
+_NUMBER_RUN = re.compile(r"[+\-.() ]*[0-9][0-9+\-.() ]*")
+
+_EMPTY = Verdict()
+
+
+def numbers_in_text(text: str) -> Iterator[tuple[str, str]]:
+    """Candidate phone numbers in a URL: ``(observed run, digits with '+' if written)``.
+
+    ``text`` is percent-decoded first (``%2B1800…`` is ``+1800…``). A candidate is a maximal
+    run of digits and ``+-.() `` separators holding 7..15 digits; it keeps a leading ``+``
+    when one is written before its first digit.
+    """
+    decoded = unquote(text)
+    for found in _NUMBER_RUN.finditer(decoded):
+        run = found.group()
+        digits = "".join(ch for ch in run if "0" <= ch <= "9")
+        if MIN_NUMBER_DIGITS <= len(digits) <= MAX_NUMBER_DIGITS:
+            plus = "+" in run[: run.find(digits[0])]
+            yield run.strip(" -."), ("+" if plus else "") + digits
+
+
+def strip_port(hostport: str) -> str:
+    """``host:port`` → ``host`` (IPv6 literals in brackets keep their colons)."""
+    if hostport.startswith("["):
+        return hostport[: hostport.find("]") + 1] if "]" in hostport else hostport
+    return hostport.partition(":")[0]
+
+
+class _Collector:
+    """Matches of one event, one per (rule, field, indicator)."""
+
+    __slots__ = ("matches", "seen")
+
+    def __init__(self) -> None:
+        self.matches: list[Match] = []
+        self.seen: set[tuple[Rule, str, IndicatorType, str]] = set()
+
+    def add(self, rule: Rule, field: str, observed: str, normalized: str, ind: Indicator) -> None:
+        key = (rule, field, ind.type, ind.value)
+        if key not in self.seen:
+            self.seen.add(key)
+            self.matches.append(Match(rule, field, observed, normalized, ind))
+
+
+class Matcher:
+    """An immutable index of one :class:`IndicatorSnapshot`; build it off the hot path."""
+
+    __slots__ = (
+        "_allow_domains",
+        "_allow_keywords",
+        "_allow_phones",
+        "_allow_prefix_lengths",
+        "_allow_prefixes",
+        "_allow_url_lengths",
+        "_allow_urls",
+        "_default_region",
+        "_domains",
+        "_keyword_automaton",
+        "_keywords",
+        "_phones",
+        "_prefix_lengths",
+        "_prefixes",
+        "_url_lengths",
+        "_urls",
+        "version",
+    )
+
+    version: int
+
+    def __init__(self, snapshot: IndicatorSnapshot, default_region: str) -> None:
+        self.version = snapshot.version
+        self._default_region = default_region.upper()
+        by_type = _by_type(snapshot.indicators)
+        allow = _by_type(snapshot.allowlist)
+
+        self._phones = by_type[IndicatorType.PHONE]
+        self._prefixes = by_type[IndicatorType.PHONE_PREFIX]
+        self._prefix_lengths = _lengths(self._prefixes)
+        self._domains = by_type[IndicatorType.DOMAIN]
+        self._urls, self._url_lengths = _url_index(by_type[IndicatorType.URL])
+        self._keywords = by_type[IndicatorType.KEYWORD]
+        self._keyword_automaton = _automaton(self._keywords)
+
+        self._allow_phones = allow[IndicatorType.PHONE]
+        self._allow_prefixes = allow[IndicatorType.PHONE_PREFIX]
+        self._allow_prefix_lengths = _lengths(self._allow_prefixes)
+        self._allow_domains = allow[IndicatorType.DOMAIN]
+        self._allow_urls, self._allow_url_lengths = _url_index(allow[IndicatorType.URL])
+        self._allow_keywords = allow[IndicatorType.KEYWORD]
+
+    @classmethod
+    def build(cls, snapshot: IndicatorSnapshot, *, default_region: str = "US") -> Matcher:
+        """Index a snapshot (values are already normalized by the store). Seconds for 1M."""
+        return cls(snapshot, default_region)
+
+    def counts(self) -> dict[IndicatorType, int]:
+        """Indicators held that are active now, by type (for the ``scamwatch_indicators``
+        gauge)."""
+        at = now_ms()
+        held: dict[IndicatorType, Iterable[Indicator]] = {
+            IndicatorType.PHONE: self._phones.values(),
+            IndicatorType.PHONE_PREFIX: self._prefixes.values(),
+            IndicatorType.DOMAIN: self._domains.values(),
+            IndicatorType.URL: (i for tails in self._urls.values() for i, _ in tails.values()),
+            IndicatorType.KEYWORD: self._keywords.values(),
+        }
+        return {t: sum(1 for i in inds if i.is_active(at)) for t, inds in held.items()}
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def match_call(self, event: CallEvent, at_ms: int) -> Verdict:
+        region = event.region.upper() if event.region else self._default_region
+        out: _Collector | None = None
+        unparsed: list[str] = []
+        for field, value, rule in (
+            ("callee", event.callee, Rule.CALLEE_SCAM_NUMBER),
+            ("caller", event.caller, Rule.CALLER_SCAM_NUMBER),
+        ):
+            try:
+                number = normalize_phone(value, region)
+            except NormalizationError:
+                unparsed.append(field)
+                continue
+            hits = self._number_hits(number, at_ms)
+            if hits:
+                if out is None:
+                    out = _Collector()
+                for ind in hits:
+                    out.add(rule, field, value, number, ind)
+        if out is None and not unparsed:
+            return _EMPTY
+        return Verdict(tuple(out.matches) if out else (), tuple(unparsed))
+
+    def _number_hits(self, number: str, at_ms: int) -> list[Indicator]:
+        """The exact ``phone`` and the longest ``phone_prefix`` active for ``number``."""
+        hits: list[Indicator] = []
+        ind = self._phones.get(number)
+        if ind is not None and ind.is_active(at_ms):
+            hits.append(ind)
+        size = len(number)
+        for length in self._prefix_lengths:
+            if length <= size:
+                ind = self._prefixes.get(number[:length])
+                if ind is not None and ind.is_active(at_ms):
+                    hits.append(ind)
+                    break
+        if hits and self._number_allowlisted(number, at_ms):
+            return []
+        return hits
+
+    def _number_allowlisted(self, number: str, at_ms: int) -> bool:
+        ind = self._allow_phones.get(number)
+        if ind is not None and ind.is_active(at_ms):
+            return True
+        size = len(number)
+        for length in self._allow_prefix_lengths:
+            if length <= size:
+                ind = self._allow_prefixes.get(number[:length])
+                if ind is not None and ind.is_active(at_ms):
+                    return True
+        return False
+
+    # -- web -----------------------------------------------------------------------------
+
+    def match_web(self, event: WebEvent, at_ms: int) -> Verdict:
+        out = _Collector()
+        unparsed: list[str] = []
+        if event.host:
+            try:
+                host = normalize_domain(event.host)
+            except NormalizationError:
+                unparsed.append("host")
+            else:
+                self._match_host_field(event.host, host, at_ms, out)
+        if event.url and not self._match_url_field("url", event.url, at_ms, out):
+            unparsed.append("url")
+        if event.referrer and not self._match_url_field("referrer", event.referrer, at_ms, out):
+            unparsed.append("referrer")
+        if not out.matches and not unparsed:
+            return _EMPTY
+        return Verdict(tuple(out.matches), tuple(unparsed))
+
+    def _match_host_field(self, observed: str, host: str, at_ms: int, out: _Collector) -> None:
+        if self._host_allowlisted(host, at_ms):
+            return
+        for ind in self._domain_hits(host, at_ms):
+            out.add(Rule.HOST_SCAM_DOMAIN, "host", observed, host, ind)
+        if self._keywords:
+            for text in _host_texts(host):
+                for ind in self._keyword_hits(text, at_ms):
+                    out.add(Rule.KEYWORD_IMPERSONATION, "host", observed, text, ind)
+
+    def _match_url_field(self, field: str, observed: str, at_ms: int, out: _Collector) -> bool:
+        """Every rule on a URL-valued field; False when the value is not a URL."""
+        try:
+            hostport, rest = split_url(observed)
+        except NormalizationError:
+            return False
+        host = strip_port(hostport)
+        url = hostport + rest
+        tail = url[len(host) :]  # ":port/path?query" as the URL index stores it
+        if self._host_allowlisted(host, at_ms) or _url_hits(
+            self._allow_urls, self._allow_url_lengths, host, tail, at_ms
+        ):
+            return True
+        domain_rule = Rule.HOST_SCAM_DOMAIN if field == "url" else Rule.REFERRER_SCAM_DOMAIN
+        for ind in self._domain_hits(host, at_ms):
+            out.add(domain_rule, field, observed, host, ind)
+        for ind in _url_hits(self._urls, self._url_lengths, host, tail, at_ms):
+            out.add(Rule.URL_SCAM_URL, field, observed, url, ind)
+        if self._phones or self._prefixes:
+            for run, candidate in numbers_in_text(observed):
+                try:
+                    number = normalize_phone(candidate, self._default_region)
+                except NormalizationError:
+                    continue
+                for ind in self._number_hits(number, at_ms):
+                    out.add(Rule.URL_SCAM_NUMBER, field, run, number, ind)
+        if field == "url" and self._keywords:
+            for text in _url_texts(url, host):
+                for ind in self._keyword_hits(text, at_ms):
+                    out.add(Rule.KEYWORD_IMPERSONATION, field, observed, text, ind)
+        return True
+
+    def _domain_hits(self, host: str, at_ms: int) -> list[Indicator]:
+        hits: list[Indicator] = []
+        domains = self._domains
+        start = 0
+        while True:
+            ind = domains.get(host[start:] if start else host)
+            if ind is not None and ind.is_active(at_ms):
+                hits.append(ind)
+            dot = host.find(".", start)
+            if dot < 0:
+                return hits
+            start = dot + 1
+
+    def _host_allowlisted(self, host: str, at_ms: int) -> bool:
+        allow = self._allow_domains
+        if not allow:
+            return False
+        start = 0
+        while True:
+            ind = allow.get(host[start:] if start else host)
+            if ind is not None and ind.is_active(at_ms):
+                return True
+            dot = host.find(".", start)
+            if dot < 0:
+                return False
+            start = dot + 1
+
+    def _keyword_hits(self, text: str, at_ms: int) -> list[Indicator]:
+        found = {kw for _, kw in self._keyword_automaton.iter(text)}
+        hits: list[Indicator] = []
+        for kw in sorted(found):
+            ind = self._keywords[kw]
+            if not ind.is_active(at_ms):
+                continue
+            allowed = self._allow_keywords.get(kw)
+            if allowed is None or not allowed.is_active(at_ms):
+                hits.append(ind)
+        return hits
+
+
+def _by_type(entries: Iterable[Indicator]) -> dict[IndicatorType, dict[str, Indicator]]:
+    """One dict per type, value → indicator (repeated keys are merged, never lost)."""
+    tables: dict[IndicatorType, dict[str, Indicator]] = {t: {} for t in IndicatorType}
+    for ind in entries:
+        table = tables[ind.type]
+        old = table.get(ind.value)
+        table[ind.value] = ind if old is None else old.merge(ind)
+    return tables
+
+
+def _lengths(table: Mapping[str, object]) -> tuple[int, ...]:
+    """Distinct key lengths, longest first (a prefix lookup tries only these)."""
+    return tuple(sorted({len(k) for k in table}, reverse=True))
+
+
+# a URL index entry: the indicator, and whether it must end at the URL's host[:port] (it has
+# no path or query, so "evil.com" must not be taken as a prefix of "evil.com.example.org/")
+_UrlEntry = tuple[Indicator, bool]
+_HOST_END = frozenset("/?:")
+
+
+def _url_index(
+    urls: dict[str, Indicator],
+) -> tuple[dict[str, dict[str, _UrlEntry]], dict[str, tuple[int, ...]]]:
+    """host → {":port/path?query" after the host → entry}, and the tail lengths per host."""
+    index: dict[str, dict[str, _UrlEntry]] = {}
+    for value, ind in urls.items():
+        hostport, _, _ = value.partition("/")
+        hostport = hostport.partition("?")[0]
+        host = strip_port(hostport)
+        tail = value[len(host) :]
+        bounded = not ("/" in tail or "?" in tail)
+        index.setdefault(host, {})[tail] = (ind, bounded)
+    lengths = {
+        h: tuple(sorted({len(t) for t in tails}, reverse=True)) for h, tails in index.items()
+    }
+    return index, lengths
+
+
+def _url_hits(
+    index: dict[str, dict[str, _UrlEntry]],
+    lengths: dict[str, tuple[int, ...]],
+    host: str,
+    tail: str,
+    at_ms: int,
+) -> list[Indicator]:
+    """URL indicators that are prefixes of ``host + tail`` (a normalized URL)."""
+    tails = index.get(host)
+    if tails is None:
+        return []
+    hits: list[Indicator] = []
+    size = len(tail)
+    for length in lengths[host]:
+        if length <= size:
+            entry = tails.get(tail[:length])
+            if entry is None:
+                continue
+            ind, bounded = entry
+            if bounded and length < size and tail[length] not in _HOST_END:
+                continue
+            if ind.is_active(at_ms):
+                hits.append(ind)
+    return hits
+
+
+def _automaton(keywords: dict[str, Indicator]) -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for kw in keywords:
+        automaton.add_word(kw, kw)
+    automaton.make_automaton()
+    return automaton
+
+
+def _host_texts(host: str) -> tuple[str, ...]:
+    """A host as keyword search sees it: folded, and its Unicode form folded if punycode."""
+    folded = fold_confusables(host)
+    if "xn--" not in host:
+        return (folded,)
+    return (folded, fold_confusables(host_to_unicode(host)))
+
+
+def _url_texts(url: str, host: str) -> tuple[str, ...]:
+    """A normalized URL as keyword search sees it (also with its punycode host in Unicode)."""
+    folded = fold_confusables(url)
+    if "xn--" not in host:
+        return (folded,)
+    return (folded, fold_confusables(host_to_unicode(host) + url[len(host) :]))

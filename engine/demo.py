@@ -1,0 +1,518 @@
+"""``scamwatch demo``: the whole pipeline on bundled sample data, end to end, bounded in time.
+
+1. the local stack (started only if Kafka or Redis does not answer; stopped afterwards only
+   if the demo started it, unless ``--keep-stack``);
+2. the bundled sample feeds (scam numbers, domains, keywords; genuine Microsoft/Amazon
+   lines and sites as allowlist) into Redis under a prefix of this run's own;
+3. one worker subprocess on topics of this run's own (``demo-<run>-calls`` …) and free
+   loopback ports;
+4. seeded sample traffic generated from the loaded indicators, replayed to both streams;
+5. alerts printed as they arrive, then a summary: events, alerts by rule, dead-letters by
+   reason, precision and recall against the generator's truth;
+6. everything it made removed (worker, topics, Redis keys) so a re-run starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.table import Table
+
+from engine.core.models import Indicator, Stream, now_ms
+from engine.errors import ScamwatchError
+from engine.kafka_io import (
+    decode_alert,
+    delete_topics,
+    ensure_topics,
+    format_alert,
+    iter_records,
+    replay_lines,
+)
+from engine.settings import Settings, get_settings
+from engine.traffic import Score, Traffic, TrafficIndicators, generate, score
+
+WORKER_START_TIMEOUT_S = 60.0
+
+
+class DemoError(ScamwatchError):
+    """The demo could not run (stack down, worker did not come up, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    keep_stack: bool = False
+    quiet: bool = False
+    timeout_s: float = 90.0  # from the first event sent to the last verdict
+    calls: int = 300
+    web: int = 300
+    rate: float = 400.0  # events/s per stream, so alerts visibly stream in
+    seed: int | None = None  # None: the generator's default seed
+
+
+@dataclass(slots=True)
+class DemoResult:
+    ok: bool = False
+    run_id: str = ""
+    sent: dict[str, int] = field(default_factory=dict)
+    not_json: int = 0
+    processed: dict[str, int] = field(default_factory=dict)  # from the worker's metrics
+    alerts_by_rule: Counter[str] = field(default_factory=Counter)
+    expected_by_rule: Counter[str] = field(default_factory=Counter)
+    deadletters: Counter[str] = field(default_factory=Counter)
+    expected_deadletters: Counter[str] = field(default_factory=Counter)
+    score: Score = field(default_factory=Score)
+    alerts: int = 0
+    stack_note: str = ""
+    error: str = ""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape_events_total(port: int) -> dict[str, int] | None:
+    """``scamwatch_events_total`` by outcome, from a worker's /metrics (None if it does not
+    answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+    totals: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "scamwatch_events_total":
+                totals[sample.labels.get("outcome", "?")] += int(sample.value)
+    return dict(totals)
+
+
+# ------------------------------------------------------------------------------ stack
+
+
+def _ensure_stack(settings: Settings, console: Console) -> list[str]:
+    """Start Kafka/Redis when they do not answer; the names of the parts this started."""
+    from engine import stack
+
+    redis_was_up = stack.redis_ping(settings)
+    kafka_was_up = stack.port_open(*stack.kafka_address(settings))
+    if redis_was_up and kafka_was_up:
+        console.print("[dim]stack: Kafka and Redis already answer; using them[/]")
+        return []
+    console.print("stack: starting the local Kafka/Redis (scamwatch stack up) ...")
+    parts = stack.stack_up(settings, report=lambda line: console.print(f"[dim]  {line}[/]"))
+    down = [p.name for p in parts if not p.up]
+    if down:
+        raise DemoError(f"the local stack did not come up: {', '.join(down)} not answering")
+    started = []
+    if not redis_was_up:
+        started.append("redis")
+    if not kafka_was_up:
+        started.append("kafka")
+    return started
+
+
+# ------------------------------------------------------------------------------ feeds
+
+
+def load_sample_feeds(settings: Settings, prefix: str, console: Console) -> Table:
+    """Load every bundled sample feed into Redis under ``prefix``; a table of what was loaded."""
+    from engine.core.feeds import read_feed, sample_feeds
+    from engine.store.redis import RedisStore
+
+    table = Table(title="sample feeds loaded", title_justify="left")
+    for column in ("feed", "as", "loaded", "invalid"):
+        table.add_column(column, justify="right" if column in ("loaded", "invalid") else "left")
+    store = RedisStore.from_url(settings.redis_url.get_secret_value(), prefix=prefix)
+    try:
+        for feed in sample_feeds():
+            good: list[Indicator] = []
+            bad = 0
+            for item in read_feed(
+                feed.path,
+                format=feed.format,
+                type_=feed.type_,
+                source=feed.source,
+                region=settings.default_region,
+            ):
+                if isinstance(item, Indicator):
+                    good.append(item)
+                else:
+                    bad += 1
+            result = store.upsert(good, allowlist=feed.allowlist)
+            table.add_row(
+                feed.path.name,
+                "allowlist" if feed.allowlist else "indicators",
+                str(result.added + result.updated + result.unchanged),
+                str(bad),
+            )
+    finally:
+        store.close()
+    return table
+
+
+def _delete_prefix(settings: Settings, prefix: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
+
+
+def _snapshot(settings: Settings, prefix: str) -> TrafficIndicators:
+    from engine.store.redis import RedisStore
+
+    store = RedisStore.from_url(settings.redis_url.get_secret_value(), prefix=prefix)
+    try:
+        return TrafficIndicators.from_snapshot(store.snapshot(), now_ms())
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------------------ worker
+
+
+@dataclass(slots=True)
+class WorkerProcess:
+    """A ``scamwatch worker`` subprocess on loopback ports of its own."""
+
+    proc: subprocess.Popen[bytes]
+    metrics_port: int
+    log_path: Path
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (the worker commits and leaves its group), SIGKILL if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def start_worker(env_overrides: dict[str, str], log_path: Path) -> WorkerProcess:
+    """Start ``scamwatch worker`` with these ``SCAMWATCH_*`` settings and free ports."""
+    metrics_port, web_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        **env_overrides,
+        "SCAMWATCH_METRICS_BIND": "127.0.0.1",
+        "SCAMWATCH_WEB_BIND": "127.0.0.1",
+    }
+    log_file = log_path.open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "worker",
+            "--web-port",
+            str(web_port),
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    log_file.close()
+    return WorkerProcess(proc, metrics_port, log_path)
+
+
+def wait_worker_ready(worker: WorkerProcess, timeout: float = WORKER_START_TIMEOUT_S) -> None:
+    """Until the worker's /metrics answers; a clear error (with its log) if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.proc.poll() is not None:
+            raise DemoError(
+                f"the worker exited with code {worker.proc.returncode} before it was ready; "
+                f"the end of its log ({worker.log_path}):\n{worker.log_tail()}"
+            )
+        if scrape_events_total(worker.metrics_port) is not None:
+            return
+        time.sleep(0.3)
+    raise DemoError(
+        f"the worker did not come up within {timeout:.0f} s (no /metrics on port "
+        f"{worker.metrics_port}); the end of its log ({worker.log_path}):\n{worker.log_tail()}"
+    )
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+@contextlib.contextmanager
+def _stage(console: Console, text: str) -> Iterator[None]:
+    started = time.monotonic()
+    console.print(f"[bold cyan]▶[/] {text}")
+    yield
+    console.print(f"  [dim]done in {time.monotonic() - started:.1f} s[/]")
+
+
+async def _stream_and_collect(
+    settings: Settings,
+    topics: dict[str, str],
+    traffic: Traffic,
+    worker: WorkerProcess,
+    options: DemoOptions,
+    result: DemoResult,
+    console: Console,
+) -> dict[tuple[Stream, str], set[str]]:
+    """Replay both streams, print alerts as they arrive, wait until every event has its
+    verdict (the worker's events counter reaches what was sent) and the topics are quiet."""
+    observed: dict[tuple[Stream, str], set[str]] = {}
+    last_record = time.monotonic()
+    alerts_topic, dead_topic = topics["alerts"], topics["deadletter"]
+
+    async def collect() -> None:
+        nonlocal last_record
+        async for topic, value in iter_records(
+            settings, [alerts_topic, dead_topic], from_beginning=True
+        ):
+            last_record = time.monotonic()
+            record = decode_alert(value)
+            if record is None:
+                continue
+            if topic == dead_topic:
+                result.deadletters[str(record.get("reason", "?"))] += 1
+                continue
+            result.alerts += 1
+            rule = str(record.get("rule", "?"))
+            result.alerts_by_rule[rule] += 1
+            stream = Stream.CALLS if record.get("stream") == "calls" else Stream.WEB
+            observed.setdefault((stream, str(record.get("event_id"))), set()).add(rule)
+            if not options.quiet:
+                console.print(format_alert(record), soft_wrap=True)
+
+    collector = asyncio.create_task(collect())
+    try:
+        sends = [
+            replay_lines(
+                ((line, len(line) + 1) for line in traffic.lines(stream)),
+                topic=topics[str(stream)],
+                settings=settings,
+                rate=options.rate,
+            )
+            for stream in (Stream.CALLS, Stream.WEB)
+        ]
+        for stream, stats in zip(
+            (Stream.CALLS, Stream.WEB), await asyncio.gather(*sends), strict=True
+        ):
+            result.sent[str(stream)] = stats.sent
+            result.not_json += stats.not_json
+        total = sum(result.sent.values())
+        deadline = time.monotonic() + options.timeout_s
+        while time.monotonic() < deadline:
+            if worker.proc.poll() is not None:
+                raise DemoError(
+                    f"the worker died (exit {worker.proc.returncode}):\n{worker.log_tail()}"
+                )
+            if collector.done():
+                collector.result()  # raises what stopped it
+            counts = scrape_events_total(worker.metrics_port) or {}
+            result.processed = counts
+            done = sum(counts.values()) >= total
+            # verdicts are counted when sent; give the alert consumer a quiet second to catch up
+            if done and time.monotonic() - last_record > 1.0:
+                return observed
+            await asyncio.sleep(0.3)
+        raise DemoError(
+            f"not every event got a verdict within {options.timeout_s:.0f} s: "
+            f"sent {total}, the worker counted {sum(result.processed.values())}"
+        )
+    finally:
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+
+
+def run_demo(
+    options: DemoOptions, console: Console | None = None, settings: Settings | None = None
+) -> DemoResult:
+    """Run the demo; returns what it measured (``ok`` False with ``error`` on failure)."""
+    console = console or Console()
+    settings = settings or get_settings()
+    result = DemoResult(run_id=f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}")
+    run = result.run_id
+    topics = {name: f"demo-{run}-{name}" for name in ("calls", "web", "alerts", "deadletter")}
+    prefix = f"scamwatch-demo:{run}:"
+    workdir = Path(tempfile.mkdtemp(prefix=f"scamwatch-demo-{run}-"))
+    started_parts: list[str] = []
+    worker: WorkerProcess | None = None
+    began = time.monotonic()
+    try:
+        with _stage(console, "local stack"):
+            started_parts = _ensure_stack(settings, console)
+        with _stage(console, f"sample feeds → Redis (prefix {prefix!r})"):
+            console.print(load_sample_feeds(settings, prefix, console))
+        with _stage(console, "sample traffic (seeded generator, truth known)"):
+            facts = _snapshot(settings, prefix)
+            # events dated "now" (a few seconds back), so latency metrics read sensibly
+            traffic = generate(
+                facts,
+                calls=options.calls,
+                web=options.web,
+                start_ms=now_ms() - 5_000,
+                gap_ms=(1, 15),
+                **({"seed": options.seed} if options.seed is not None else {}),
+            )
+            result.expected_deadletters = traffic.expected_deadletters()
+            for t in traffic.truth:
+                for rule in t.rules:
+                    result.expected_by_rule[str(rule)] += 1
+            console.print(
+                f"  {len(traffic.calls)} call and {len(traffic.web)} web events, "
+                f"{traffic.expected_alerting_events()} should alert, "
+                f"{sum(result.expected_deadletters.values())} are malformed"
+            )
+        with _stage(console, f"topics {', '.join(topics.values())}"):
+            asyncio.run(ensure_topics(settings, list(topics.values()), partitions=2))
+        with _stage(console, "worker (scamwatch worker)"):
+            worker = start_worker(
+                {
+                    "SCAMWATCH_TOPIC_CALLS": topics["calls"],
+                    "SCAMWATCH_TOPIC_WEB": topics["web"],
+                    "SCAMWATCH_TOPIC_ALERTS": topics["alerts"],
+                    "SCAMWATCH_TOPIC_DEADLETTER": topics["deadletter"],
+                    "SCAMWATCH_APP_ID": f"demo-{run}",
+                    "SCAMWATCH_REDIS_PREFIX": prefix,
+                    "SCAMWATCH_STATE_DIR": str(workdir / "state"),
+                },
+                workdir / "worker.log",
+            )
+            wait_worker_ready(worker)
+            console.print(
+                f"  pid {worker.proc.pid}, metrics on "
+                f"http://127.0.0.1:{worker.metrics_port}/metrics"
+            )
+        with _stage(
+            console,
+            f"replaying traffic at {options.rate:.0f} events/s per stream; alerts as they arrive:",
+        ):
+            observed = asyncio.run(
+                _stream_and_collect(settings, topics, traffic, worker, options, result, console)
+            )
+        result.score = score(traffic, observed)
+        result.ok = True
+    except ScamwatchError as exc:
+        result.error = str(exc)
+        console.print(f"[bold red]demo failed:[/] {exc}")
+    finally:
+        _cleanup(settings, console, worker, topics, prefix, started_parts, options, result)
+    if result.ok:
+        console.print(summary_table(result))
+        if result.score.rule_mismatches:
+            console.print("[yellow]events whose alerted rules differ from the truth:[/]")
+            for line in result.score.rule_mismatches[:20]:
+                console.print(f"  {line}")
+    console.print(f"[dim]{result.stack_note}; demo took {time.monotonic() - began:.0f} s[/]")
+    return result
+
+
+def _cleanup(
+    settings: Settings,
+    console: Console,
+    worker: WorkerProcess | None,
+    topics: dict[str, str],
+    prefix: str,
+    started_parts: list[str],
+    options: DemoOptions,
+    result: DemoResult,
+) -> None:
+    if worker is not None:
+        code = worker.stop()
+        console.print(f"[dim]worker stopped (exit {code})[/]")
+    with contextlib.suppress(ScamwatchError, OSError):
+        leader = f"demo-{result.run_id}-__assignor-__leader"  # Faust's own topic
+        asyncio.run(delete_topics(settings, [*topics.values(), leader]))
+    with contextlib.suppress(Exception):
+        _delete_prefix(settings, prefix)
+    if started_parts and not options.keep_stack:
+        from engine import stack
+
+        stack.stack_down(settings, report=lambda line: console.print(f"[dim]  {line}[/]"))
+        result.stack_note = f"stack: stopped {' and '.join(started_parts)} (the demo started it)"
+    elif started_parts:
+        result.stack_note = (
+            f"stack: left {' and '.join(started_parts)} running "
+            "(--keep-stack); `scamwatch stack down` stops it"
+        )
+    else:
+        result.stack_note = "stack: left running (it was up before the demo)"
+
+
+def summary_table(result: DemoResult) -> Table:
+    """Events, verdicts, alerts by rule, dead-letters by reason, precision and recall."""
+    table = Table(title=f"scamwatch demo {result.run_id}: summary", title_justify="left")
+    table.add_column("what")
+    table.add_column("observed", justify="right")
+    table.add_column("expected", justify="right")
+    sent = sum(result.sent.values())
+    table.add_row(
+        "events sent (calls + web)",
+        f"{sent} ({result.sent.get('calls', 0)} + {result.sent.get('web', 0)})",
+        "",
+    )
+    for outcome in ("matched", "clean", "deadletter"):
+        table.add_row(f"  verdict: {outcome}", str(result.processed.get(outcome, 0)), "")
+    table.add_row("alerts", str(result.alerts), "", end_section=True)
+    for rule in sorted(set(result.alerts_by_rule) | set(result.expected_by_rule)):
+        table.add_row(
+            f"  alerts {rule}",
+            str(result.alerts_by_rule.get(rule, 0)),
+            str(result.expected_by_rule.get(rule, 0)),
+        )
+    table.add_row(
+        "dead-letters",
+        str(sum(result.deadletters.values())),
+        str(sum(result.expected_deadletters.values())),
+        end_section=True,
+    )
+    for reason in sorted(set(result.deadletters) | set(result.expected_deadletters)):
+        table.add_row(
+            f"  dead-letter {reason}",
+            str(result.deadletters.get(reason, 0)),
+            str(result.expected_deadletters.get(reason, 0)),
+        )
+    s = result.score
+    table.add_row(
+        "alerting events: true / false positives, missed",
+        f"{s.true_positives} / {s.false_positives} / {s.false_negatives}",
+        "",
+        end_section=True,
+    )
+    table.add_row("precision", f"{s.precision:.3f}", "1.000")
+    table.add_row("recall", f"{s.recall:.3f}", "1.000")
+    return table

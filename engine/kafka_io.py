@@ -1,0 +1,333 @@
+"""Events into Kafka and alerts out of it: the transport under ``replay``, ``alerts tail``,
+the demo and the pipeline benchmark.
+
+Replay is a transport, not a validator: every non-blank line of a file is sent as it is,
+and a line that is not a JSON object is counted (the worker dead-letters it), never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+from rich.text import Text
+
+from engine.errors import ScamwatchError
+from engine.settings import Settings
+
+# sends in flight before replay waits for acknowledgements (bounds memory on huge files)
+_MAX_IN_FLIGHT = 20_000
+
+
+class TransportError(ScamwatchError):
+    """Kafka could not be reached or refused a record (retriable: the broker may come back)."""
+
+    retriable = True
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """aiokafka connection options from the settings (bootstrap and security)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    return options
+
+
+def event_key(record: object) -> bytes | None:
+    """The Kafka key of an input event: ``partner_id:subscriber_id``, or ``partner_id:event_id``
+    when the partner sent no subscriber (so one subscriber's events stay in one partition).
+    ``None`` for anything that is not a JSON object with a partner (spread round-robin)."""
+    if not isinstance(record, dict):
+        return None
+    partner = record.get("partner_id")
+    if not isinstance(partner, str):
+        return None
+    subscriber = record.get("subscriber_id")
+    if not isinstance(subscriber, str) or not subscriber:
+        subscriber = record.get("event_id")
+    if not isinstance(subscriber, str | int):
+        return partner.encode()
+    return f"{partner}:{subscriber}".encode()
+
+
+def parse_line(line: bytes) -> tuple[bytes | None, bool]:
+    """``(key, is_json_object)`` for one input line."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None, False
+    return event_key(record), isinstance(record, dict)
+
+
+class TokenBucket:
+    """Paces sends to ``rate`` per second, allowing a burst of ``burst`` (default: 50 ms worth)."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = max(1.0, burst if burst is not None else rate / 20)
+        self._tokens = self.capacity
+        self._last = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    async def take(self, n: float = 1.0) -> None:
+        """Wait until ``n`` tokens are there, then spend them."""
+        self._refill()
+        while self._tokens < n:
+            await asyncio.sleep((n - self._tokens) / self.rate)
+            self._refill()
+        self._tokens -= n
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    """What one replay sent."""
+
+    sent: int = 0
+    bytes: int = 0
+    not_json: int = 0  # lines that are not a JSON object: sent as-is, the worker dead-letters them
+    blank: int = 0  # empty lines: skipped
+    elapsed_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def iter_file_lines(path: Path) -> Iterator[tuple[bytes, int]]:
+    """Each line of a file as raw bytes (line ending removed) with the bytes it took."""
+    with path.open("rb") as fh:
+        for raw in fh:
+            yield raw.rstrip(b"\r\n"), len(raw)
+
+
+async def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """A started producer tuned for throughput (small linger, large batches)."""
+    options: dict[str, Any] = {
+        **client_options(settings),
+        "linger_ms": 5,
+        "max_batch_size": 256 * 1024,
+        "acks": 1,
+        "client_id": "scamwatch-replay",
+    }
+    options.update(overrides)
+    producer = AIOKafkaProducer(**options)
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise TransportError(f"Kafka at {settings.kafka_bootstrap} is unreachable: {exc}") from exc
+    return producer
+
+
+async def replay_lines(
+    lines: Iterable[tuple[bytes, int]],
+    *,
+    topic: str,
+    settings: Settings,
+    rate: float | None = None,
+    on_progress: Callable[[ReplayStats, int], None] | None = None,
+    producer: AIOKafkaProducer | None = None,
+) -> ReplayStats:
+    """Send each ``(line, size)`` to ``topic`` keyed by partner and subscriber, paced at ``rate``
+    events/s when given; waits for every acknowledgement before it returns.
+    ``on_progress(stats, consumed_bytes)`` is called every few hundred lines."""
+    own = producer is None
+    prod = producer if producer is not None else await make_producer(settings)
+    bucket = TokenBucket(rate) if rate else None
+    stats = ReplayStats()
+    consumed = 0
+    pending: deque[asyncio.Future[Any]] = deque()
+    started = time.monotonic()
+    try:
+        for line, size in lines:
+            consumed += size
+            if not line.strip():
+                stats.blank += 1
+                continue
+            key, is_object = parse_line(line)
+            if not is_object:
+                stats.not_json += 1
+            if bucket is not None:
+                await bucket.take()
+            pending.append(await prod.send(topic, value=line, key=key))
+            stats.sent += 1
+            stats.bytes += len(line)
+            if len(pending) >= _MAX_IN_FLIGHT:
+                for _ in range(_MAX_IN_FLIGHT // 2):
+                    await pending.popleft()
+            if on_progress is not None and stats.sent % 500 == 0:
+                on_progress(stats, consumed)
+        await prod.flush()
+        for fut in pending:
+            await fut
+    except KafkaError as exc:
+        raise TransportError(f"sending to {topic!r} failed after {stats.sent} sent: {exc}") from exc
+    finally:
+        stats.elapsed_s = time.monotonic() - started
+        if own:
+            await prod.stop()
+    if on_progress is not None:
+        on_progress(stats, consumed)
+    return stats
+
+
+async def ensure_topics(settings: Settings, topics: Sequence[str], partitions: int = 1) -> None:
+    """Create the topics that do not exist yet (replication factor 1: the local stack)."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    missing = list(topics)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        if missing:
+            # another process may make one in between: fine
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                )
+    except KafkaError as exc:
+        raise TransportError(f"cannot create topics {missing!r}: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+async def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
+    """Delete topics (best effort: the demo and the benchmark clean up what they made)."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        doomed = [t for t in topics if t in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    except KafkaError:
+        pass  # leftover topics are harmless; never fail a run over cleanup
+    finally:
+        await admin.close()
+
+
+async def iter_records(
+    settings: Settings,
+    topics: Sequence[str],
+    *,
+    from_beginning: bool = False,
+    idle_timeout: float | None = None,
+    group_id: str | None = None,
+) -> AsyncGenerator[tuple[str, bytes], None]:
+    """Yield ``(topic, value)`` from ``topics``. Without ``group_id`` the consumer joins no
+    group and commits nothing, so it never takes partitions from a SIEM's group. Stops after
+    ``idle_timeout`` seconds with no record."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        **client_options(settings),
+        group_id=group_id,
+        enable_auto_commit=group_id is not None,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        client_id="scamwatch-tail",
+    )
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        raise TransportError(f"Kafka at {settings.kafka_bootstrap} is unreachable: {exc}") from exc
+    try:
+        while True:
+            timeout_ms = int(idle_timeout * 1000) if idle_timeout is not None else 1000
+            batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=500)
+            if not batches:
+                if idle_timeout is not None:
+                    return
+                continue
+            for tp, records in batches.items():
+                for record in records:
+                    yield tp.topic, record.value if record.value is not None else b""
+    finally:
+        await consumer.stop()
+
+
+# ---------------------------------------------------------------- readable alerts
+
+_SEVERITY_STYLE = {
+    "low": "cyan",
+    "medium": "yellow",
+    "high": "bold red",
+    "critical": "bold white on red",
+}
+
+
+def _when(value: object) -> str:
+    """An alert time (epoch ms or RFC 3339) as ``YYYY-MM-DD HH:MM:SS`` UTC."""
+    try:
+        if isinstance(value, int | float):
+            moment = datetime.fromtimestamp(value / 1000, tz=UTC)
+        elif isinstance(value, str):
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+        else:
+            return "-"
+    except (ValueError, OverflowError, OSError):
+        return str(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_alert(alert: dict[str, Any]) -> Text:
+    """One readable line: time, severity (coloured), rule, partner/subscriber,
+    observed → indicator, sources."""
+    severity = str(alert.get("severity", "?"))
+    line = Text()
+    line.append(_when(alert.get("event_ts", alert.get("ts"))), style="dim")
+    line.append(" ")
+    line.append(f"{severity.upper():<8}", style=_SEVERITY_STYLE.get(severity, "bold"))
+    line.append(" ")
+    line.append(f"{alert.get('rule', '?'):<21}", style="bold")
+    line.append(f" {alert.get('partner_id', '?')}/{alert.get('subscriber_id') or '-'}")
+    matches = alert.get("matches") or []
+    for match in matches if isinstance(matches, list) else []:
+        if not isinstance(match, dict):
+            continue
+        indicator = match.get("indicator") or {}
+        sources = indicator.get("sources") or indicator.get("source") or []
+        if isinstance(sources, str):
+            sources = [sources]
+        line.append(f"  {match.get('field', '?')}={match.get('observed', '?')!s}")
+        line.append(" → ", style="dim")
+        line.append(f"{indicator.get('type', '?')} {indicator.get('value', '?')}", style="magenta")
+        if sources:
+            line.append(f" [{', '.join(str(s) for s in sources)}]", style="dim")
+    return line
+
+
+def decode_alert(value: bytes) -> dict[str, Any] | None:
+    """An alert record as a dict, or ``None`` when it is not a JSON object."""
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None

@@ -155,10 +155,10 @@ class Matcher:
         """Index a snapshot (values are already normalized by the store). Seconds for 1M."""
         return cls(snapshot, default_region)
 
-    def counts(self) -> dict[IndicatorType, int]:
-        """Indicators held that are active now, by type (for the ``scamwatch_indicators``
-        gauge)."""
-        at = now_ms()
+    def counts(self, at_ms: int | None = None) -> dict[IndicatorType, int]:
+        """Indicators held that are active now (or at ``at_ms``), by type, for the
+        ``scamwatch_indicators`` gauge."""
+        at = now_ms() if at_ms is None else at_ms
         held: dict[IndicatorType, Iterable[Indicator]] = {
             IndicatorType.PHONE: self._phones.values(),
             IndicatorType.PHONE_PREFIX: self._prefixes.values(),

@@ -33,6 +33,17 @@ class Settings(BaseSettings):
     app_id: str = "scamwatch"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     web_port: int = Field(default=6066, ge=0, le=65535)
+    # worker: where /metrics listens (0.0.0.0 so Prometheus can scrape a pod) and where
+    # Faust's own web server listens (loopback: nothing outside needs it)
+    metrics_bind: str = "0.0.0.0"
+    web_bind: str = "127.0.0.1"
+    # worker: how often to poll the indicator store's version (changes live within 2 s)
+    indicator_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    # worker: how long to wait for the first snapshot when Redis is down at start; after
+    # that it starts with no indicators (loudly) and loads them when Redis answers
+    snapshot_wait_seconds: float = Field(default=30.0, ge=0)
+    # worker: how often processed (acknowledged) input offsets are committed
+    commit_interval_seconds: float = Field(default=2.8, gt=0, le=60)
     # Kafka security (all optional; secrets never logged)
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None

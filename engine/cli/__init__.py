@@ -34,9 +34,9 @@ def _root(
 
 
 def _register() -> None:
-    from engine.cli import indicators, scan, stack, stream
+    from engine.cli import indicators, scan, stack, stream, worker
 
-    for module in (stack, indicators, scan, stream):
+    for module in (stack, indicators, scan, stream, worker):
         module.register(app)
 
 

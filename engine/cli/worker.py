@@ -1,0 +1,104 @@
+"""``scamwatch worker``: run one worker (both agents) until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from engine.settings import Settings, load_settings
+
+log = logging.getLogger("engine.worker")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``worker`` to the root app."""
+    app.command("worker")(worker)
+
+
+def worker(
+    web_port: int | None = typer.Option(
+        None, "--web-port", help="Faust web server port (default SCAMWATCH_WEB_PORT, 6066)."
+    ),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        help="Prometheus /metrics port (default SCAMWATCH_METRICS_PORT, 9464).",
+    ),
+    loglevel: str = typer.Option("info", "--loglevel", help="debug, info, warning, error."),
+) -> None:
+    """Consume calls and web events, match them, produce alerts and dead-letters."""
+    overrides: dict[str, object] = {}
+    if web_port is not None:
+        overrides["web_port"] = web_port
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
+    settings = load_settings(**overrides)  # ConfigError -> one line naming the variable, exit 2
+    sys.exit(run_worker(settings, loglevel=loglevel))
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
+    """Start the worker and block until it stops; returns the process exit code."""
+    import faust
+
+    from engine.metrics import WorkerMetrics
+    from engine.store.redis import RedisStore
+    from engine.stream.app import Dispatcher, create_app, fatal_via
+    from engine.stream.follower import IndicatorFollower
+    from engine.stream.processor import RecordProcessor
+
+    logging.basicConfig(
+        level=loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+    )
+    log.info("scamwatch worker starting with settings %s", settings.redacted())
+
+    metrics = WorkerMetrics()
+    metrics.serve(settings.metrics_port, settings.metrics_bind)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_bind, settings.metrics_port)
+
+    store = RedisStore.from_url(
+        settings.redis_url.get_secret_value(), prefix=settings.redis_prefix, socket_timeout=5
+    )
+    follower = IndicatorFollower(
+        store,
+        metrics=metrics,
+        default_region=settings.default_region,
+        poll_interval=settings.indicator_poll_seconds,
+    )
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    # no consuming before the indicators are in (unless Redis stays down: then loudly empty)
+    loop.run_until_complete(follower.load(settings.snapshot_wait_seconds))
+
+    processor = RecordProcessor(
+        matcher=follower.current,
+        alerts_topic=settings.topic_alerts,
+        deadletter_topic=settings.topic_deadletter,
+        max_record_bytes=settings.max_record_bytes,
+    )
+    dispatcher = Dispatcher(processor, metrics, on_fatal=lambda exc: None)
+    # each worker its own Faust data dir: two on one host must not share state
+    datadir = (
+        Path(settings.state_dir).expanduser() / "workers" / f"{settings.app_id}-{settings.web_port}"
+    )
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = create_app(
+        settings,
+        dispatcher=dispatcher,
+        follower=follower,
+        web_port=settings.web_port,
+        datadir=datadir,
+    )
+    faust_worker = faust.Worker(app, loop=loop, loglevel=loglevel.upper(), quiet=True)
+    dispatcher.on_fatal = fatal_via(faust_worker.crash)
+    try:
+        faust_worker.execute_from_commandline()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:
+        log.critical("worker stopped after a fatal error: %r", exc)
+        return 1
+    return 0

@@ -1,0 +1,50 @@
+"""deadletter.v1 records: every input a worker could not process, with why and where from."""
+
+from __future__ import annotations
+
+import base64
+import traceback
+from typing import Any
+
+from engine.core.alerts import rfc3339_ms
+from engine.core.models import SourcePosition, Stream
+
+# reasons beyond the decode ones of engine.core.events (invalid_json, invalid_utf8,
+# schema_violation, too_large)
+PROCESSING_ERROR = "processing_error"
+
+
+def build_deadletter(
+    stream: Stream,
+    raw: bytes | None,
+    *,
+    reason: str,
+    error: str,
+    source: SourcePosition,
+    emitted_ms: int,
+) -> dict[str, Any]:
+    """One deadletter.v1 record. ``raw`` is kept as text when it is UTF-8, else base64."""
+    record: dict[str, Any] = {
+        "reason": reason,
+        "error": error,
+        "stream": stream.value,
+        "source": source.as_dict(),
+    }
+    data = raw if raw is not None else b""
+    try:
+        record["raw"] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        record["raw"] = base64.b64encode(data).decode("ascii")
+        record["raw_encoding"] = "base64"
+    record["ts"] = rfc3339_ms(emitted_ms)
+    return record
+
+
+def describe_exception(exc: BaseException, *, limit: int = 3) -> str:
+    """A one-line summary of an unexpected exception and where it was raised (last frames)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-limit:]
+    where = " <- ".join(
+        f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames[::-1]
+    )
+    text = f"{type(exc).__name__}: {exc}"
+    return f"{text} (at {where})" if where else text

@@ -1,0 +1,1 @@
+"""The streaming adapter: Faust app, per-record processing, indicator store follower."""

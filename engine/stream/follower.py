@@ -1,0 +1,186 @@
+"""Follows the indicator store and keeps a current :class:`Matcher` for the agents.
+
+The worker never asks the store per event. It loads a snapshot at start, then polls the
+store's version (one cheap GET) every ``poll_interval`` seconds; on a change it reads the
+change log, applies it to its in-memory copy, builds a new matcher in a thread and swaps the
+reference. Agents read :attr:`IndicatorFollower.matcher` once per event, so a swap drops
+nothing: an event is matched wholly against the old or wholly against the new matcher.
+
+If the store cannot be reached the worker keeps matching on the last matcher, reports it
+(``scamwatch_indicator_store_up`` 0, one warning per outage) and resyncs when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from engine.core.matcher import Matcher
+from engine.core.models import ChangeSet, Indicator, IndicatorSnapshot, IndicatorType
+from engine.errors import StoreUnavailable
+from engine.metrics import WorkerMetrics
+from engine.store.base import IndicatorStore
+
+log = logging.getLogger(__name__)
+
+MatcherBuilder = Callable[[IndicatorSnapshot, str], Matcher]
+_Key = tuple[IndicatorType, str]
+
+
+def _build(snapshot: IndicatorSnapshot, default_region: str) -> Matcher:
+    return Matcher.build(snapshot, default_region=default_region)
+
+
+class IndicatorFollower:
+    """Owns the worker's current matcher and keeps it in step with the store."""
+
+    def __init__(
+        self,
+        store: IndicatorStore,
+        *,
+        metrics: WorkerMetrics,
+        default_region: str = "US",
+        poll_interval: float = 0.5,
+        build: MatcherBuilder = _build,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._region = default_region
+        self._poll_interval = poll_interval
+        self._build = build
+        # (allowlist?) -> (type, value) -> indicator: the copy changes are applied to
+        self._entries: dict[bool, dict[_Key, Indicator]] = {False: {}, True: {}}
+        self._version: int | None = None  # None until a snapshot was loaded
+        self._store_up: bool | None = None
+        self.matcher: Matcher = build(IndicatorSnapshot(version=0), default_region)
+
+    @property
+    def version(self) -> int | None:
+        """The store version the current matcher was built from (None: no snapshot yet)."""
+        return self._version
+
+    def current(self) -> Matcher:
+        return self.matcher
+
+    async def load(self, wait_seconds: float) -> bool:
+        """Load the first snapshot, retrying with backoff for up to ``wait_seconds``.
+
+        True when loaded. False when the store did not answer in time: the worker then runs
+        on an empty matcher (every event clean) until the store answers, and says so loudly.
+        """
+        deadline = time.monotonic() + wait_seconds
+        delay = 0.25
+        while True:
+            try:
+                await self._reload()
+                return True
+            except StoreUnavailable as exc:
+                self._set_up(False, exc)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.error(
+                        "indicator store still unreachable after %.0f s (%s): STARTING WITH NO "
+                        "INDICATORS, every event is clean until the store answers",
+                        wait_seconds,
+                        exc,
+                    )
+                    return False
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 5.0)
+
+    async def run(self) -> None:
+        """Poll forever (cancelled when the worker stops)."""
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self._poll_interval)
+
+    async def poll_once(self) -> bool:
+        """One step of following the store; True when a new matcher was swapped in."""
+        try:
+            if self._version is None:
+                await self._reload()
+                return True
+            version = await asyncio.to_thread(self._store.version)
+            if version == self._version:
+                self._set_up(True)
+                return False
+            changes = None
+            if version > self._version:
+                changes = await asyncio.to_thread(self._store.changes_since, self._version)
+            if changes is None:
+                # the log no longer reaches back, or the store went back (wiped): start over
+                await self._reload()
+            else:
+                await self._apply(changes)
+            self._set_up(True)
+            return True
+        except StoreUnavailable as exc:
+            self._set_up(False, exc)
+        except Exception:
+            # a bug must not stop following: keep the current matcher, try again next poll
+            log.exception("following the indicator store failed; keeping the current matcher")
+        return False
+
+    async def _reload(self) -> None:
+        snapshot = await asyncio.to_thread(self._store.snapshot)
+        self._set_up(True)
+        self._metrics.snapshot_reloads.inc()
+        self._entries = {
+            False: {ind.key: ind for ind in snapshot.indicators},
+            True: {ind.key: ind for ind in snapshot.allowlist},
+        }
+        await self._swap(snapshot)
+
+    async def _apply(self, changes: ChangeSet) -> None:
+        for change in changes.changes:
+            entries = self._entries[change.allowlist]
+            if change.op == "remove":
+                entries.pop(change.indicator.key, None)
+            else:
+                entries[change.indicator.key] = change.indicator
+        snapshot = IndicatorSnapshot(
+            version=changes.to_version,
+            indicators=tuple(self._entries[False].values()),
+            allowlist=tuple(self._entries[True].values()),
+        )
+        await self._swap(snapshot)
+
+    async def _swap(self, snapshot: IndicatorSnapshot) -> None:
+        started = time.perf_counter()
+        # a million indicators take seconds to build: off the event loop
+        matcher = await asyncio.to_thread(self._build, snapshot, self._region)
+        elapsed = time.perf_counter() - started
+        previous = self._version
+        self.matcher = matcher  # one reference assignment: agents see old or new, never half
+        self._version = snapshot.version
+        m = self._metrics
+        m.build_seconds.observe(elapsed)
+        m.swaps.inc()
+        m.indicator_version.set(snapshot.version)
+        for type_, count in matcher.counts().items():
+            m.indicators.labels(type=type_.value).set(count)
+        log.info(
+            "matcher v%s -> v%s swapped in: %d indicators, %d allowlisted, built in %.3f s",
+            previous,
+            snapshot.version,
+            len(snapshot.indicators),
+            len(snapshot.allowlist),
+            elapsed,
+        )
+
+    def _set_up(self, up: bool, exc: BaseException | None = None) -> None:
+        if up == self._store_up:
+            return
+        self._store_up = up
+        self._metrics.store_up.set(1 if up else 0)
+        if up:
+            log.info("indicator store reachable (matcher version %s)", self._version)
+        else:
+            log.warning(
+                "indicator store unreachable (%s): matching on the last snapshot (version %s) "
+                "until it is back",
+                exc,
+                self._version,
+            )

@@ -1,0 +1,276 @@
+"""Helpers of the worker integration tests: topics, worker subprocesses, producing, reading
+topics to the end, scraping /metrics. Everything listens on 127.0.0.1 and every wait is
+bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+SCAMWATCH = str(Path(sys.executable).with_name("scamwatch"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Topics:
+    """The topic names and consumer group of one test (all unique)."""
+
+    base: str
+    calls: str = ""
+    web: str = ""
+    alerts: str = ""
+    deadletter: str = ""
+    app_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.calls = f"{self.base}-calls"
+        self.web = f"{self.base}-web"
+        self.alerts = f"{self.base}-alerts"
+        self.deadletter = f"{self.base}-deadletter"
+        self.app_id = f"{self.base}-app"
+
+    @property
+    def all(self) -> list[str]:
+        return [self.calls, self.web, self.alerts, self.deadletter]
+
+
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
+        )
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(names))
+    except Exception:
+        pass  # best effort cleanup
+    finally:
+        await admin.close()
+
+
+async def produce(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    n = 0
+    try:
+        futures = []
+        for key, value in records:
+            futures.append(await producer.send(topic, value, key=key))
+            n += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return n
+
+
+@dataclass
+class Read:
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
+
+    def json(self) -> dict[str, object]:
+        data = orjson.loads(self.value)
+        assert isinstance(data, dict)
+        return data
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Read]], bool],
+    within: float = 60.0,
+) -> list[Read]:
+    """Read ``topic`` from the beginning until ``until(records)`` holds, for ``within`` s."""
+    # no group: every partition, from the beginning, nothing committed
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    out: list[Read] = []
+    try:
+        deadline = time.monotonic() + within
+        while not until(out) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300, max_records=5000)
+            for records in batch.values():
+                out.extend(Read(r.key, r.value or b"", r.partition, r.offset) for r in records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def scrape(port: int) -> dict[str, float]:
+    """``/metrics`` as ``{'name{label="v",...}': value}`` (labels sorted)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return samples
+
+
+def total(samples: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    out = 0.0
+    for key, value in samples.items():
+        bare = key.split("{", 1)[0]
+        if bare == name and all(w in key for w in want):
+            out += value
+    return out
+
+
+@dataclass
+class WorkerProcess:
+    """One ``scamwatch worker`` subprocess of a test."""
+
+    topics: Topics
+    redis_prefix: str
+    state_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    web_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self) -> WorkerProcess:
+        env = dict(os.environ)
+        env.update(
+            {
+                "SCAMWATCH_TOPIC_CALLS": self.topics.calls,
+                "SCAMWATCH_TOPIC_WEB": self.topics.web,
+                "SCAMWATCH_TOPIC_ALERTS": self.topics.alerts,
+                "SCAMWATCH_TOPIC_DEADLETTER": self.topics.deadletter,
+                "SCAMWATCH_APP_ID": self.topics.app_id,
+                "SCAMWATCH_REDIS_PREFIX": self.redis_prefix,
+                "SCAMWATCH_METRICS_BIND": "127.0.0.1",
+                "SCAMWATCH_WEB_BIND": "127.0.0.1",
+                "SCAMWATCH_STATE_DIR": str(self.state_dir),
+                "SCAMWATCH_COMMIT_INTERVAL_SECONDS": "0.5",
+            }
+        )
+        env.update(self.extra_env)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.state_dir / f"worker-{self.web_port}.log"
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                SCAMWATCH,
+                "worker",
+                "--web-port",
+                str(self.web_port),
+                "--metrics-port",
+                str(self.metrics_port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        return self
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.metrics_port)
+
+    def wait_metric(
+        self, check: Callable[[dict[str, float]], bool], timeout: float = 60.0
+    ) -> dict[str, float]:
+        """Scrape until ``check`` holds; fails with the log tail when it does not in time."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                last = self.metrics()
+            except OSError:
+                last = {}
+            if last and check(last):
+                return last
+            time.sleep(0.2)
+        raise AssertionError(f"metric condition not met in {timeout} s:\n{self.log_tail()}")
+
+    def wait_assigned(self, timeout: float = 60.0) -> dict[str, float]:
+        return self.wait_metric(lambda m: m.get("scamwatch_assigned_partitions", 0) > 0, timeout)
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the worker and wait for it to exit (SIGKILL after ``timeout``)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def call_event(i: int, *, callee: str, caller: str = "+12025550100", partner: str = "p1") -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"c{i}",
+            "ts": int(time.time() * 1000),
+            "partner_id": partner,
+            "caller": caller,
+            "callee": callee,
+            "subscriber_id": f"s{i % 97}",
+        }
+    )
+
+
+def web_event(i: int, *, host: str, partner: str = "p1") -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"w{i}",
+            "ts": int(time.time() * 1000),
+            "partner_id": partner,
+            "host": host,
+            "subscriber_id": f"s{i % 97}",
+        }
+    )

@@ -89,7 +89,7 @@ def _cli_errors() -> Iterator[None]:
     try:
         yield
     except ScamwatchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -21,6 +21,7 @@ contains a brand keyword alerts under both rules).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from collections import Counter
@@ -29,12 +30,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import idna
 import orjson
 import phonenumbers
 
 from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType, Rule, Stream
+from engine.core.normalize import fold_confusables, host_to_unicode
+from engine.errors import NormalizationError
 
 DEFAULT_SEED = 20261128
 # a fixed start time for the bundled files (the demo stamps its own traffic "now")
@@ -315,18 +319,6 @@ def _confusable_variants(keyword: str) -> list[str]:
     return out
 
 
-def _simple_fold(text: str) -> str:
-    # conservative: only used to keep "clean" hosts well away from any keyword
-    return (
-        text.lower()
-        .replace("rn", "m")
-        .replace("0", "o")
-        .replace("1", "l")
-        .replace("vv", "w")
-        .replace("cl", "d")
-    )
-
-
 class _Generator:
     def __init__(
         self, facts: TrafficIndicators, seed: int, start_ms: int, gap_ms: tuple[int, int]
@@ -339,7 +331,10 @@ class _Generator:
         self.scam_phone_set = set(facts.scam_phones)
         self.keywords = tuple(k for k in facts.keywords if k)
         self.subscribers: dict[str, list[tuple[str, str]]] = {
-            partner: [(f"{partner[:2]}-sub-{n:04d}", self.clean_number(region)) for n in range(40)]
+            partner: [
+                (f"{partner.rsplit('-', 1)[-1]}-sub-{n:04d}", self.clean_number(region))
+                for n in range(40)
+            ]
             for partner, region in PARTNERS
         }
 
@@ -414,20 +409,41 @@ class _Generator:
     def clean_host(self) -> str:
         return self.rng.choice(_BENIGN_HOSTS)
 
+    def has_keyword(self, text: str) -> bool:
+        """A brand keyword in ``text`` once folded the way keywords are normalized on load
+        (and, for a punycode host, in its Unicode form too)."""
+        texts = [fold_confusables(text)]
+        if "xn--" in text:
+            host, sep, rest = text.partition("/")
+            with contextlib.suppress(ValueError, NormalizationError):
+                texts.append(fold_confusables(host_to_unicode(host) + sep + rest))
+        return any(k in t for k in self.keywords for t in texts)
+
+    def has_scam_number(self, url: str) -> bool:
+        """A listed scam number written in the URL (digit runs with separators removed,
+        with or without the country code)."""
+        runs = re.findall(r"\d+", re.sub(r"[-.() +]", "", unquote(url)))
+        for number in self.facts.scam_phones:
+            digits = number[1:]
+            national = digits[1:] if digits.startswith("1") else None
+            if any(run in (digits, national) for run in runs):
+                return True
+        return False
+
     def host_rules(self, host: str) -> set[Rule]:
-        """Incidental rules for a host we wrote in plain ASCII lower case."""
+        """Rules a host (ASCII, lower case) alerts under, as the design states them."""
         f = self.facts
         rules: set[Rule] = set()
         if under_any(host, f.allow_domains):
             return rules
         if under_any(host, f.scam_domains):
             rules.add(Rule.HOST_SCAM_DOMAIN)
-        if any(k in host for k in self.keywords):
+        if self.has_keyword(host):
             rules.add(Rule.KEYWORD_IMPERSONATION)
         return rules
 
     def url_rules(self, url: str, *, referrer: bool = False) -> set[Rule]:
-        """Incidental rules for a URL we wrote (``scheme://host/path``, ASCII lower-case host)."""
+        """Rules a URL we wrote (``scheme://host/path``, ASCII lower-case host) alerts under."""
         rest = url.split("://", 1)[-1].lower()
         host, _, path = rest.partition("/")
         path = "/" + path
@@ -436,12 +452,14 @@ class _Generator:
         rules: set[Rule] = set()
         if under_any(host, self.facts.scam_domains):
             rules.add(Rule.REFERRER_SCAM_DOMAIN if referrer else Rule.HOST_SCAM_DOMAIN)
-        if not referrer and any(k in rest for k in self.keywords):
+        if not referrer and self.has_keyword(rest):
             rules.add(Rule.KEYWORD_IMPERSONATION)
         for target in self.facts.scam_urls:
             t_host, _, t_path = target.partition("/")
             if t_host == host and path.startswith("/" + t_path):
                 rules.add(Rule.URL_SCAM_URL)
+        if self.has_scam_number(path):
+            rules.add(Rule.URL_SCAM_NUMBER)
         return rules
 
     # -- calls ----------------------------------------------------------------------------
@@ -630,7 +648,7 @@ class _Generator:
                 rules=self.host_rules(domain),
             )
         if case == "lookalike_boundary":  # contains a scam domain, but not at a label boundary
-            domain = rng.choice(f.scam_domains)
+            domain = rng.choice([d for d in f.scam_domains if "xn--" not in d] or f.scam_domains)
             host = rng.choice((f"not{domain}", f"{domain}.example.org"))
             return self.web(case, line=line, host=host, rules=self.host_rules(host))
         if case == "keyword_lookalike":  # brand keyword written with confusables
@@ -653,9 +671,7 @@ class _Generator:
             )
             host = rng.choice(_FREE_HOSTING)
             url = f"https://{host}/b{rng.randrange(16**6):06x}{written}"
-            return self.web(
-                case, line=line, url=url, rules={Rule.URL_SCAM_NUMBER} | self.url_rules(url)
-            )
+            return self.web(case, line=line, url=url, rules=self.url_rules(url))
         if case == "scam_referrer":  # a clean page reached from a scam landing page
             referrer = f"https://{rng.choice(f.scam_domains)}{rng.choice(_SCAM_PATHS)}"
             url = f"https://{self.clean_host()}/"
@@ -665,9 +681,15 @@ class _Generator:
             pool = f.allow_domains + f.listed_but_allowed_domains
             domain = rng.choice(pool)
             host = rng.choice((domain, f"support.{domain}", f"www.{domain}"))
-            if rng.random() < 0.5:
+            pick = rng.random()
+            if pick < 0.4:
                 return self.web(case, line=line, host=host, rules=set())
-            return self.web(case, line=line, url=f"https://{host}/contact-us", rules=set())
+            if pick < 0.7 or not self.keywords:
+                return self.web(case, line=line, url=f"https://{host}/contact-us", rules=set())
+            # the genuine site's own page about the scam: a brand keyword in an allowlisted URL
+            topic = rng.choice(self.keywords)
+            url = f"https://{host}/en-us/community/{topic}-scam-calls-warning"
+            return self.web(case, line=line, url=url, rules=set())
         # clean
         host = self.clean_host()
         if rng.random() < 0.5:

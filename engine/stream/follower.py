@@ -99,7 +99,9 @@ class IndicatorFollower:
     async def poll_once(self) -> bool:
         """One step of following the store; True when a new matcher was swapped in."""
         try:
-            if self._version is None:
+            if self._version is None or self._store_up is False:
+                # no snapshot yet, or back from an outage: a restarted Redis (or a replica
+                # promoted) may reuse version numbers, so never trust them across an outage
                 await self._reload()
                 return True
             version = await asyncio.to_thread(self._store.version)

@@ -363,3 +363,52 @@ def test_a_record_that_is_not_an_object_is_rejected_by_both(value: object, name:
     with pytest.raises(DecodeError) as caught:
         DECODERS[name](json.dumps(value).encode())
     assert caught.value.reason == "schema_violation"
+
+
+# --- records the core builds are valid ---------------------------------------------------------
+
+
+def test_alerts_and_deadletters_built_by_the_core_are_valid() -> None:
+    from engine.core.alerts import build_alerts
+    from engine.core.deadletter import build_deadletter
+    from engine.core.models import (
+        Indicator,
+        IndicatorType,
+        Match,
+        Rule,
+        SourcePosition,
+        Stream,
+        Verdict,
+    )
+
+    number = Indicator(IndicatorType.PHONE, "+18005550199", sources=("a", "b"), valid_until=2**41)
+    domain = Indicator(IndicatorType.DOMAIN, "evil.example", sources=("c",))
+    verdict = Verdict(
+        matches=(
+            Match(Rule.URL_SCAM_NUMBER, "url", "1-800-555-0199", "+18005550199", number),
+            Match(Rule.URL_SCAM_NUMBER, "url", "18005550199", "+18005550199", number),
+            Match(Rule.HOST_SCAM_DOMAIN, "host", "a.Evil.example", "a.evil.example", domain),
+        )
+    )
+    event = json.loads((EXAMPLES / "web.v1/valid/url-and-referrer.json").read_text())
+    alerts = build_alerts(
+        Stream.WEB,
+        event,
+        verdict,
+        source=SourcePosition("web", 2, 77),
+        indicator_version=9,
+        emitted_ms=1_767_225_600_123,
+    )
+    assert len(alerts) == 2
+    for alert in alerts:
+        validate("alert.v1", alert)
+    for raw in (b'{"event_id": ', b"\xff\xfe not utf-8", b""):
+        record = build_deadletter(
+            Stream.CALLS,
+            raw,
+            reason="invalid_json",
+            error="record: JSON is malformed",
+            source=SourcePosition("calls", 0, 3),
+            emitted_ms=1_767_225_600_123,
+        )
+        validate("deadletter.v1", record)

@@ -207,6 +207,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # no bar in logs and pipes
     )
 
 

@@ -31,8 +31,14 @@ class NormalizationError(ScamwatchError, ValueError):
 class FeedError(ScamwatchError):
     """A bad line or object in an indicator feed, with where it came from."""
 
-    def __init__(self, reason: str, *, file: str | None = None, line: int | None = None,
-                 object_id: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        object_id: str | None = None,
+    ) -> None:
         where = ":".join(str(p) for p in (file, line) if p is not None)
         if object_id:
             where = f"{where} {object_id}".strip()

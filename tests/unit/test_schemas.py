@@ -339,7 +339,7 @@ def _assert_agree(name: str, doc: object) -> None:
     assert schema_ok, f"decoder accepts what {name} rejects: {raw!r}"
 
 
-_SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_SETTINGS

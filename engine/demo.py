@@ -73,12 +73,13 @@ class DemoResult:
     sent: dict[str, int] = field(default_factory=dict)
     not_json: int = 0
     processed: dict[str, int] = field(default_factory=dict)  # from the worker's metrics
-    alerts_by_rule: Counter[str] = field(default_factory=Counter)
+    alerts_by_rule: Counter[str] = field(default_factory=Counter)  # events alerted, by rule
     expected_by_rule: Counter[str] = field(default_factory=Counter)
     deadletters: Counter[str] = field(default_factory=Counter)
     expected_deadletters: Counter[str] = field(default_factory=Counter)
     score: Score = field(default_factory=Score)
     alerts: int = 0
+    duplicate_alerts: int = 0  # same alert_id again (at-least-once redelivery), dropped
     stack_note: str = ""
     error: str = ""
 
@@ -293,6 +294,7 @@ async def _stream_and_collect(
     """Replay both streams, print alerts as they arrive, wait until every event has its
     verdict (the worker's events counter reaches what was sent) and the topics are quiet."""
     observed: dict[tuple[Stream, str], set[str]] = {}
+    seen_ids: set[str] = set()
     last_record = time.monotonic()
     alerts_topic, dead_topic = topics["alerts"], topics["deadletter"]
 
@@ -308,9 +310,13 @@ async def _stream_and_collect(
             if topic == dead_topic:
                 result.deadletters[str(record.get("reason", "?"))] += 1
                 continue
+            alert_id = str(record.get("alert_id"))
+            if alert_id in seen_ids:  # at-least-once: a redelivered event, same id; drop it
+                result.duplicate_alerts += 1
+                continue
+            seen_ids.add(alert_id)
             result.alerts += 1
             rule = str(record.get("rule", "?"))
-            result.alerts_by_rule[rule] += 1
             stream = Stream.CALLS if record.get("stream") == "calls" else Stream.WEB
             observed.setdefault((stream, str(record.get("event_id"))), set()).add(rule)
             if not options.quiet:
@@ -425,6 +431,8 @@ def run_demo(
                 _stream_and_collect(settings, topics, traffic, worker, options, result, console)
             )
         result.score = score(traffic, observed)
+        # events by rule (an event matched by two keywords is two alerts but one event)
+        result.alerts_by_rule = Counter(rule for rules in observed.values() for rule in rules)
         result.ok = True
     except ScamwatchError as exc:
         result.error = str(exc)
@@ -487,10 +495,13 @@ def summary_table(result: DemoResult) -> Table:
     )
     for outcome in ("matched", "clean", "deadletter"):
         table.add_row(f"  verdict: {outcome}", str(result.processed.get(outcome, 0)), "")
-    table.add_row("alerts", str(result.alerts), "", end_section=True)
+    table.add_row("alerts (distinct alert_id)", str(result.alerts), "")
+    table.add_row(
+        "  duplicates dropped (redelivered)", str(result.duplicate_alerts), "", end_section=True
+    )
     for rule in sorted(set(result.alerts_by_rule) | set(result.expected_by_rule)):
         table.add_row(
-            f"  alerts {rule}",
+            f"  events alerted: {rule}",
             str(result.alerts_by_rule.get(rule, 0)),
             str(result.expected_by_rule.get(rule, 0)),
         )

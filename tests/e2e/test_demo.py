@@ -1,0 +1,95 @@
+"""`scamwatch demo` end to end on the real local Kafka and Redis, with a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+from rich.console import Console
+
+from engine.demo import DemoError, DemoOptions, run_demo, start_worker, wait_worker_ready
+from engine.kafka_io import client_options
+from engine.settings import Settings
+
+
+def _topics(settings: Settings) -> set[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def listing() -> set[str]:
+        admin = AIOKafkaAdminClient(**client_options(settings))
+        await admin.start()
+        try:
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    return asyncio.run(listing())
+
+
+def test_demo_summary_matches_the_truth(
+    settings: Settings, kafka_bootstrap: str, redis_client: redis.Redis
+) -> None:
+    console = Console(record=True, width=160, force_terminal=False)
+    result = run_demo(
+        DemoOptions(quiet=True, calls=150, web=150, rate=1000), console=console, settings=settings
+    )
+    assert result.ok, result.error
+    assert result.sent == {"calls": 150, "web": 150}
+    # every input has exactly one verdict: processed or dead-lettered
+    assert sum(result.processed.values()) == 300
+    assert result.deadletters == result.expected_deadletters
+    assert result.processed.get("deadletter") == sum(result.expected_deadletters.values()) > 0
+    assert result.not_json >= 1  # non-JSON lines were sent as-is and dead-lettered
+    assert result.alerts_by_rule == result.expected_by_rule
+    assert result.score.precision == 1.0
+    assert result.score.recall == 1.0
+    assert result.score.rule_mismatches == []
+    assert result.score.true_positives > 20
+    assert result.stack_note == "stack: left running (it was up before the demo)"
+    text = console.export_text()
+    assert re.search(r"precision\s+│\s+1\.000", text)
+    assert re.search(r"recall\s+│\s+1\.000", text)
+    # it cleaned up after itself: no topics or Redis keys of this run left
+    assert not [t for t in _topics(settings) if t.startswith(f"demo-{result.run_id}-")]
+    assert not list(redis_client.scan_iter(match=f"scamwatch-demo:{result.run_id}:*"))
+
+
+def test_demo_command_prints_alerts_and_the_summary(kafka_bootstrap: str) -> None:
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "callee_scam_number" in out
+    assert re.search(r"HIGH\s+callee_scam_number\s+\S+/\S+-sub-\d{4}\s+callee=", out)
+    assert "keyword_impersonation" in out
+    assert re.search(r"events sent \(calls \+ web\)\s+│\s+600 \(300 \+ 300\)", out)
+    assert re.search(r"precision\s+│\s+1\.000", out)
+    assert re.search(r"recall\s+│\s+1\.000", out)
+    assert "worker stopped (exit 0)" in out
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
+    worker = start_worker({"SCAMWATCH_APP_ID": "not a valid group name!"}, tmp_path / "w.log")
+    try:
+        try:
+            wait_worker_ready(worker, timeout=60)
+        except DemoError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError("a worker with a bad setting came up")
+    finally:
+        worker.stop()
+    assert "exited with code 2 before it was ready" in message
+    assert "SCAMWATCH_APP_ID" in message  # the worker's own error, from its log

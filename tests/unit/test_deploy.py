@@ -133,7 +133,10 @@ def _rules() -> list[dict[str, Any]]:
 
 
 def _dashboard() -> dict[str, Any]:
-    return json.loads((DEPLOY / "grafana" / "scamwatch-dashboard.json").read_text())
+    dashboard: dict[str, Any] = json.loads(
+        (DEPLOY / "grafana" / "scamwatch-dashboard.json").read_text()
+    )
+    return dashboard
 
 
 def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -222,7 +222,9 @@ _offsets = st.integers(min_value=-1439, max_value=1439).map(
     lambda m: timezone(timedelta(minutes=m))
 )
 _datetimes = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.none() | _offsets
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.one_of(st.none(), _offsets),
 )
 
 

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     snapshot_wait_seconds: float = Field(default=30.0, ge=0)
     # worker: how often processed (acknowledged) input offsets are committed
     commit_interval_seconds: float = Field(default=2.8, gt=0, le=60)
+    # worker: a worker silent this long is dropped from the group and its partitions move
+    session_timeout_seconds: float = Field(default=30.0, ge=6, le=300)
     # Kafka security (all optional; secrets never logged)
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None

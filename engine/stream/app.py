@@ -152,6 +152,8 @@ def create_app(
         # on stop and on rebalance, wait until started events are acked, then commit
         stream_wait_empty=True,
         broker_commit_interval=settings.commit_interval_seconds,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
     )
 
     def agent_for(stream: Stream, topic_name: str) -> None:

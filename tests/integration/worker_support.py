@@ -180,6 +180,8 @@ class WorkerProcess:
                 "SCAMWATCH_WEB_BIND": "127.0.0.1",
                 "SCAMWATCH_STATE_DIR": str(self.state_dir),
                 "SCAMWATCH_COMMIT_INTERVAL_SECONDS": "0.5",
+                # a SIGKILLed member's partitions move after this (the default 30 s is slow)
+                "SCAMWATCH_SESSION_TIMEOUT_SECONDS": "8",
             }
         )
         env.update(self.extra_env)
@@ -274,3 +276,29 @@ def web_event(i: int, *, host: str, partner: str = "p1") -> bytes:
             "subscriber_id": f"s{i % 97}",
         }
     )
+
+
+async def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> dict[str, int]:
+    """Per input partition, end offset minus the group's committed offset (0: all committed)."""
+    from aiokafka import TopicPartition
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        tps = []
+        for info in await admin.describe_topics(list(topics)):
+            parts = sorted(p["partition"] for p in info["partitions"])
+            tps.extend(TopicPartition(info["topic"], p) for p in parts)
+        ends = await consumer.end_offsets(tps)
+        lag: dict[str, int] = {}
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag[f"{tp.topic}:{tp.partition}"] = ends[tp] - done
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -37,7 +39,7 @@ from engine.core.models import Indicator, IndicatorType, Severity, now_ms
 from engine.core.normalize import normalize
 from engine.errors import FeedError, NormalizationError, ScamwatchError
 from engine.settings import get_settings
-from engine.store.base import UpsertResult
+from engine.store.base import IndicatorStore, UpsertResult
 from engine.store.redis import RedisStore
 
 MAX_ERRORS_SHOWN = 20
@@ -144,49 +146,93 @@ def load(
         store = _open_store(ctx)
         version_before = store.version()  # fail early, before reading, when Redis is down
         total = _count_lines(file) if fmt in ("csv", "txt", "jsonl") else None
-        errors: list[FeedError] = []
-        by_type: Counter[IndicatorType] = Counter()
-        results: list[UpsertResult] = []
-        pending: list[Indicator] = []
         with _progress() as progress:
             task = progress.add_task(f"{file.name} ({fmt})", total=total)
-            seen = 0
-            for item in read_feed(file, format=fmt, type_=type_, source=source, region=region_code):
-                seen += 1
-                if seen % _PROGRESS_STEP == 0:
-                    progress.advance(task, _PROGRESS_STEP)
-                if isinstance(item, FeedError):
-                    errors.append(item)
-                    continue
-                by_type[item.type] += 1
-                pending.append(item)
-                if not strict and len(pending) >= LOAD_BATCH:
-                    results.append(store.upsert(pending, allowlist=allowlist))
-                    pending = []
-            if strict and errors:
-                progress.stop()
-                _print_errors(errors)
-                err_console.print(
-                    f"[bold red]--strict:[/] {len(errors)} invalid line(s) in {file}; "
-                    "nothing written",
-                    highlight=False,
-                )
-                raise typer.Exit(1)
-            if pending:
-                results.append(store.upsert(pending, allowlist=allowlist))
-            progress.update(task, completed=total if total is not None else seen, total=total)
-        _print_errors(errors)
-        result = UpsertResult(
-            added=sum(r.added for r in results),
-            updated=sum(r.updated for r in results),
-            unchanged=sum(r.unchanged for r in results),
-        )
+            report = load_items(
+                read_feed(file, format=fmt, type_=type_, source=source, region=region_code),
+                store,
+                allowlist=allowlist,
+                strict=strict,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+            progress.update(task, completed=total if total is not None else report.items)
+        _print_errors(report.errors)
+        if not report.written:
+            err_console.print(
+                f"[bold red]--strict:[/] {len(report.errors)} invalid line(s) in {file}; "
+                "nothing written",
+                highlight=False,
+            )
+            raise typer.Exit(1)
+        errors, by_type, result = report.errors, report.by_type, report.result
         _print_load_summary(
             file, allowlist, result, len(errors), by_type, version_before, store.version()
         )
         console.print(f"took {time.perf_counter() - started:.1f} s", style="dim")
         if errors and not by_type:
             raise typer.Exit(1)  # nothing usable at all: most likely a wrong --type/--format
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """What one load did: store counts, the bad lines, valid lines by type."""
+
+    result: UpsertResult = field(default_factory=UpsertResult)
+    errors: list[FeedError] = field(default_factory=list)
+    by_type: Counter[IndicatorType] = field(default_factory=Counter)
+    items: int = 0  # lines/objects read, good or bad
+    written: bool = True  # False: --strict found bad lines and wrote nothing
+
+
+def load_items(
+    items: Iterable[Indicator | FeedError],
+    store: IndicatorStore,
+    *,
+    allowlist: bool = False,
+    strict: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> LoadReport:
+    """Feed items into ``store`` in batches of LOAD_BATCH. The store works on one batch (in a
+    helper thread: Redis round trips release the GIL) while the next one is parsed. With
+    ``strict``, nothing is written unless every item is valid."""
+    report = LoadReport()
+    added = updated = unchanged = 0
+    pending: list[Indicator] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="indicator-load") as writer:
+        in_flight: Future[UpsertResult] | None = None
+
+        def flush(batch: list[Indicator]) -> None:
+            nonlocal in_flight, added, updated, unchanged
+            if in_flight is not None:
+                done = in_flight.result()  # at most one batch in flight: memory stays bounded
+                added, updated, unchanged = (
+                    added + done.added,
+                    updated + done.updated,
+                    unchanged + done.unchanged,
+                )
+                in_flight = None
+            if batch:
+                in_flight = writer.submit(store.upsert, batch, allowlist=allowlist)
+
+        for item in items:
+            report.items += 1
+            if on_progress is not None and report.items % _PROGRESS_STEP == 0:
+                on_progress(_PROGRESS_STEP)
+            if isinstance(item, FeedError):
+                report.errors.append(item)
+                continue
+            report.by_type[item.type] += 1
+            pending.append(item)
+            if not strict and len(pending) >= LOAD_BATCH:
+                flush(pending)
+                pending = []
+        if strict and report.errors:
+            report.written = False
+            return report
+        flush(pending)
+        flush([])
+    report.result = UpsertResult(added=added, updated=updated, unchanged=unchanged)
+    return report
 
 
 def _count_lines(path: Path) -> int:

@@ -145,8 +145,9 @@ def indicator_from_record(
 
     ``source`` is used when the record names none. Raises :class:`FeedError` (or
     :class:`NormalizationError` for the value) whose message starts with the field name."""
-    type_ = parse_type(rec.get("type"))
-    raw_value = rec.get("value")
+    get = rec.get  # loads call this a million times: empty fields skip their parser
+    type_ = parse_type(get("type"))
+    raw_value = get("value")
     if not isinstance(raw_value, str) or not raw_value.strip():
         raise FeedError("value: missing or empty")
     try:
@@ -154,33 +155,49 @@ def indicator_from_record(
     except NormalizationError as exc:
         raise FeedError(f"value: {exc}") from exc
 
-    sources = _string_list("sources", rec.get("sources"))
-    own_source = _optional_text("source", rec.get("source"))
+    raw = get("sources")
+    sources = _string_list("sources", raw) if raw else ()
+    raw = get("source")
+    own_source = _optional_text("source", raw) if raw is not None else ""
     if own_source:
         sources = (own_source, *sources)
     if not sources and source:
         sources = (source,)
-
-    valid_from = parse_timestamp("valid_from", rec.get("valid_from"))
-    valid_until = parse_timestamp("valid_until", rec.get("valid_until"))
+    raw = get("tags")
+    tags = _string_list("tags", raw) if raw else ()
+    raw = get("valid_from")
+    valid_from = parse_timestamp("valid_from", raw) if raw is not None else None
+    raw = get("valid_until")
+    valid_until = parse_timestamp("valid_until", raw) if raw is not None else None
     if valid_from is not None and valid_until is not None and valid_until < valid_from:
         raise FeedError("valid_until: before valid_from")
+    raw = get("description")
+    description = _optional_text("description", raw) if raw is not None else ""
+    raw = get("reference")
+    reference = _optional_text("reference", raw) if raw is not None else ""
 
     return Indicator(
-        type=type_,
-        value=value,
-        sources=tuple(sorted(set(sources))),
-        severity=parse_severity(rec.get("severity")),
-        confidence=parse_confidence(rec.get("confidence")),
-        tags=tuple(sorted(set(_string_list("tags", rec.get("tags"))))),
-        valid_from=valid_from,
-        valid_until=valid_until,
-        description=_optional_text("description", rec.get("description")),
-        reference=_optional_text("reference", rec.get("reference")),
+        type_,
+        value,
+        sources if len(sources) < 2 else tuple(sorted(set(sources))),
+        parse_severity(get("severity")),
+        parse_confidence(get("confidence")),
+        tags if len(tags) < 2 else tuple(sorted(set(tags))),
+        valid_from,
+        valid_until,
+        description,
+        reference,
     )
 
 
+_TYPE_NAMES = {t.value: t for t in IndicatorType}
+_SEVERITY_NAMES = {s.value: s for s in Severity}
+
+
 def parse_type(raw: object) -> IndicatorType:
+    known_type = _TYPE_NAMES.get(raw) if isinstance(raw, str) else None
+    if known_type is not None:  # the common case, without strip/lower/enum lookup
+        return known_type
     if not isinstance(raw, str) or not raw.strip():
         raise FeedError("type: missing")
     try:
@@ -191,6 +208,9 @@ def parse_type(raw: object) -> IndicatorType:
 
 
 def parse_severity(raw: object) -> Severity:
+    known = _SEVERITY_NAMES.get(raw) if isinstance(raw, str) else None
+    if known is not None:
+        return known
     if raw is None or raw == "":
         return Severity.HIGH
     if not isinstance(raw, str):
@@ -203,13 +223,15 @@ def parse_severity(raw: object) -> Severity:
 
 
 def parse_confidence(raw: object) -> int:
+    if type(raw) is int and 0 <= raw <= 100:
+        return raw
     if raw is None or raw == "":
         return DEFAULT_CONFIDENCE
     if isinstance(raw, bool):
         raise FeedError("confidence: expected an integer 0-100, got a boolean")
     if isinstance(raw, str):
         try:
-            number = int(raw.strip())
+            number = int(raw)  # int() ignores surrounding blanks
         except ValueError:
             raise FeedError(f"confidence: {raw!r} is not an integer") from None
     elif isinstance(raw, int):

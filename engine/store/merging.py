@@ -35,7 +35,7 @@ def plan_upsert(incoming: Iterable[Indicator], existing: Mapping[Key, Indicator]
         old = current[key] if key in current else existing.get(key)
         if old is None:
             plan.added += 1
-            new = indicator.merge(indicator)  # canonical: sources and tags sorted, unique
+            new = indicator if _canonical(indicator) else indicator.merge(indicator)
         else:
             new = old.merge(indicator)
             if new == old:
@@ -47,6 +47,14 @@ def plan_upsert(incoming: Iterable[Indicator], existing: Mapping[Key, Indicator]
         if existing.get(key) != new:
             plan.writes[key] = new
     return plan
+
+
+def _canonical(indicator: Indicator) -> bool:
+    """Sources and tags already sorted and unique (as feeds deliver them), so no copy."""
+    sources, tags = indicator.sources, indicator.tags
+    if len(sources) < 2 and len(tags) < 2:  # the common case, checked cheaply
+        return True
+    return list(sources) == sorted(set(sources)) and list(tags) == sorted(set(tags))
 
 
 def is_expired(indicator: Indicator, at_ms: int) -> bool:

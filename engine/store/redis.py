@@ -8,9 +8,12 @@ together)::
                                phone, phone_prefix, domain, url, keyword)
     P{i}:allow:<type>   hash   the allowlist, same shape, kept apart
     P{i}:version        string the version: +1 per changed entry; workers poll it (one GET)
-    P{i}:changes        stream the change log, capped at ``change_log_size`` entries; entry
-                               id ``<version>-0``, fields ``op`` (upsert|remove), ``a``
-                               (1 = allowlist), ``t`` (type), ``k`` (value), ``d`` (entry)
+    P{i}:changes        stream the change log: one stream entry per write (a batch of changes),
+                               id ``<last version of the batch>-0``, fields ``n`` (how many
+                               changes) and ``d`` (msgpack list of ``[op, allowlist 0|1, type,
+                               value, entry]``, ``entry`` only for upserts; the i-th change has
+                               version ``last - n + 1 + i``); trimmed with XTRIM MINID so that
+                               at least the last ``change_log_size`` changes stay
 
 An entry is a msgpack array (msgspec) ``[sources, severity, confidence, tags, valid_from,
 valid_until, description, reference]``; type and value are the hash and field.
@@ -69,48 +72,69 @@ class _Entry(msgspec.Struct, array_like=True, frozen=True):
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(_Entry)
 
-# KEYS: version, changes, then the five hashes of one side (in _TYPES order)
-# ARGV: log size, allowlist flag (0/1), n, then n × (key index, value, expected, entry, type)
+# KEYS: version, changes, then the five hashes of one side (in _TYPES order).
+# ARGV: log size, number of changes, change-log blob, number of groups, then per group (one
+# hash): key index, m, m values, m expected entries ('' = absent), m new entries.
+# Compare-and-set: if any entry is not as the client read it, nothing is written ({0}).
 _UPSERT_LUA = """
-local n = tonumber(ARGV[3])
-local conflicts = {}
-for j = 0, n - 1 do
-  local b = 4 + j * 5
-  local current = redis.call('HGET', KEYS[tonumber(ARGV[b])], ARGV[b + 1]) or ''
-  if current ~= ARGV[b + 2] then conflicts[#conflicts + 1] = j end
+local size = tonumber(ARGV[1])
+local total = tonumber(ARGV[2])
+local chunk = 1000  -- unpack() stays far below Lua's C stack limit
+local groups = {}
+local pos = 5
+for g = 1, tonumber(ARGV[4]) do
+  local key = KEYS[tonumber(ARGV[pos])]
+  local m = tonumber(ARGV[pos + 1])
+  local f0 = pos + 2
+  for c = 0, m - 1, chunk do
+    local last = math.min(c + chunk, m) - 1
+    local current = redis.call('HMGET', key, unpack(ARGV, f0 + c, f0 + last))
+    for i = c, last do
+      if (current[i - c + 1] or '') ~= ARGV[f0 + m + i] then return {0} end
+    end
+  end
+  groups[g] = {key, f0, m}
+  pos = f0 + 3 * m
 end
-if #conflicts > 0 then return {0, conflicts} end
-local v = 0
-for j = 0, n - 1 do
-  local b = 4 + j * 5
-  redis.call('HSET', KEYS[tonumber(ARGV[b])], ARGV[b + 1], ARGV[b + 3])
-  v = redis.call('INCR', KEYS[1])
-  redis.call('XADD', KEYS[2], v .. '-0', 'op', 'upsert', 'a', ARGV[2], 't', ARGV[b + 4],
-             'k', ARGV[b + 1], 'd', ARGV[b + 3])
+for _, group in ipairs(groups) do
+  local key, f0, m = group[1], group[2], group[3]
+  for c = 0, m - 1, chunk do
+    local args = {}
+    for i = c, math.min(c + chunk, m) - 1 do
+      args[#args + 1] = ARGV[f0 + i]
+      args[#args + 1] = ARGV[f0 + 2 * m + i]
+    end
+    redis.call('HSET', key, unpack(args))
+  end
 end
-redis.call('XTRIM', KEYS[2], 'MAXLEN', tonumber(ARGV[1]))
-return {1, v}
+local version = redis.call('INCRBY', KEYS[1], total)
+redis.call('XADD', KEYS[2], string.format('%d-0', version), 'n', total, 'd', ARGV[3])
+redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', math.max(0, version - size + 1)))
+return {1, version}
 """
 
 # KEYS as above. ARGV: log size, allowlist flag, n, then n × (key index, value, expected, type);
 # an empty ``expected`` removes whatever is there, else only that exact entry (purge)
 _REMOVE_LUA = """
-local n = tonumber(ARGV[3])
-local removed = 0
-for j = 0, n - 1 do
+local size = tonumber(ARGV[1])
+local allow = tonumber(ARGV[2])
+local removed = {}
+for j = 0, tonumber(ARGV[3]) - 1 do
   local b = 4 + j * 4
   local key = KEYS[tonumber(ARGV[b])]
   local current = redis.call('HGET', key, ARGV[b + 1])
   if current and (ARGV[b + 2] == '' or current == ARGV[b + 2]) then
     redis.call('HDEL', key, ARGV[b + 1])
-    local v = redis.call('INCR', KEYS[1])
-    redis.call('XADD', KEYS[2], v .. '-0', 'op', 'remove', 'a', ARGV[2], 't', ARGV[b + 3],
-               'k', ARGV[b + 1], 'd', '')
-    removed = removed + 1
+    removed[#removed + 1] = {'remove', allow, ARGV[b + 3], ARGV[b + 1]}
   end
 end
-if removed > 0 then redis.call('XTRIM', KEYS[2], 'MAXLEN', tonumber(ARGV[1])) end
-return removed
+if #removed > 0 then
+  local version = redis.call('INCRBY', KEYS[1], #removed)
+  redis.call('XADD', KEYS[2], string.format('%d-0', version), 'n', #removed,
+             'd', cmsgpack.pack(removed))
+  redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', math.max(0, version - size + 1)))
+end
+return #removed
 """
 
 
@@ -126,16 +150,17 @@ def _translated_errors() -> Iterator[None]:
 
 
 def encode_entry(ind: Indicator) -> bytes:
+    # same layout as _Entry (array_like), encoded from a tuple: no Struct to build
     return _ENCODER.encode(
-        _Entry(
-            sources=ind.sources,
-            severity=ind.severity,
-            confidence=ind.confidence,
-            tags=ind.tags,
-            valid_from=ind.valid_from,
-            valid_until=ind.valid_until,
-            description=ind.description,
-            reference=ind.reference,
+        (
+            ind.sources,
+            ind.severity,
+            ind.confidence,
+            ind.tags,
+            ind.valid_from,
+            ind.valid_until,
+            ind.description,
+            ind.reference,
         )
     )
 
@@ -231,35 +256,60 @@ class RedisStore(IndicatorStore):
         return UpsertResult(added=added, updated=updated, unchanged=unchanged)
 
     def _upsert_batch(self, batch: Sequence[Indicator], allowlist: bool) -> UpsertResult:
-        keys_of_batch = list(dict.fromkeys(ind.key for ind in batch))
+        keys = [ind.key for ind in batch]
+        distinct = list(dict.fromkeys(keys))
         with _translated_errors():
             for _ in range(_MAX_ATTEMPTS):
-                raw = self._read_raw(keys_of_batch, allowlist)
+                raw = self._read_raw(distinct, allowlist)
+                # fast path: an indicator stored exactly as given is unchanged (merging is
+                # monotone, so it stays unchanged whatever else the batch does to the entry)
+                todo = [
+                    ind
+                    for ind, key in zip(batch, keys, strict=True)
+                    if raw[key] is None or raw[key] != encode_entry(ind)
+                ]
                 existing = {
-                    key: decode_entry(key[0], key[1], data)
-                    for key, data in raw.items()
-                    if data is not None
+                    ind.key: decode_entry(ind.type, ind.value, data)
+                    for ind in todo
+                    if (data := raw[ind.key]) is not None
                 }
-                plan = plan_upsert(batch, existing)
+                plan = plan_upsert(todo, existing)
+                result = UpsertResult(
+                    added=plan.added,
+                    updated=plan.updated,
+                    unchanged=plan.unchanged + len(batch) - len(todo),
+                )
                 if not plan.writes:
-                    return plan.result
-                args: list[bytes | str | int] = [self.change_log_size, int(allowlist), 0]
-                for key, ind in plan.writes.items():
-                    args += [
-                        3 + _TYPES.index(key[0]),
-                        key[1],
-                        raw.get(key) or _ABSENT,
-                        encode_entry(ind),
-                        key[0].value,
-                    ]
-                args[2] = len(plan.writes)
-                outcome = self._upsert_script(keys=self._script_keys(allowlist), args=args)
+                    return result
+                outcome = self._upsert_script(
+                    keys=self._script_keys(allowlist),
+                    args=self._upsert_args(plan.writes, raw, allowlist),
+                )
                 if int(outcome[0]) == 1:
-                    return plan.result
+                    return result
                 # another writer changed some of these entries meanwhile: read again, re-merge
         raise StoreError(
             f"upsert gave up after {_MAX_ATTEMPTS} attempts: entries kept changing under it"
         )
+
+    def _upsert_args(
+        self, writes: dict[Key, Indicator], raw: dict[Key, bytes | None], allowlist: bool
+    ) -> list[bytes | str | int]:
+        by_type: dict[IndicatorType, list[tuple[str, bytes, bytes]]] = {}
+        changes: list[tuple[str, int, str, str, bytes]] = []
+        flag = int(allowlist)
+        for key, indicator in writes.items():
+            entry = encode_entry(indicator)
+            by_type.setdefault(key[0], []).append((key[1], raw.get(key) or _ABSENT, entry))
+        args: list[bytes | str | int] = [self.change_log_size, len(writes), b"", len(by_type)]
+        for type_, rows in by_type.items():
+            args += [3 + _TYPES.index(type_), len(rows)]
+            args += [value for value, _, _ in rows]
+            args += [expected for _, expected, _ in rows]
+            args += [entry for _, _, entry in rows]
+            changes += [("upsert", flag, type_.value, value, entry) for value, _, entry in rows]
+        args[2] = _ENCODER.encode(changes)  # the change log lists them in write order
+        return args
 
     def _read_raw(self, keys: Sequence[Key], allowlist: bool) -> dict[Key, bytes | None]:
         by_type: dict[IndicatorType, list[str]] = {}
@@ -370,29 +420,39 @@ class RedisStore(IndicatorStore):
         if version == current:
             return ChangeSet(from_version=version, to_version=current)
         if version > current or current - version > self.change_log_size:
-            return None  # ahead of the store (it was reset) or older than the log can be
+            return None  # ahead of the store (it was reset) or older than the log keeps
         with _translated_errors():
             entries = cast(
                 "list[tuple[bytes, dict[bytes, bytes]]]",
                 self._client.xrange(self.changes_key, f"{version + 1}-0", f"{current}-0"),
             )
-        changes = tuple(self._change(entry_id, fields) for entry_id, fields in entries)
+        changes = [
+            change
+            for entry_id, fields in entries
+            for change in self._changes_of(entry_id, fields)
+            if change.version > version
+        ]
         if len(changes) != current - version or changes[0].version != version + 1:
             return None  # trimmed past ``version`` meanwhile
-        return ChangeSet(from_version=version, to_version=current, changes=changes)
+        return ChangeSet(from_version=version, to_version=current, changes=tuple(changes))
 
     @staticmethod
-    def _change(entry_id: bytes, fields: dict[bytes, bytes]) -> Change:
-        version = int(entry_id.split(b"-", 1)[0])
-        type_ = IndicatorType(fields[b"t"].decode())
-        value = fields[b"k"].decode()
-        op = fields[b"op"].decode()
-        indicator = (
-            decode_entry(type_, value, fields[b"d"])
-            if op == "upsert"
-            else Indicator(type=type_, value=value)
-        )
-        return Change(version=version, op=op, allowlist=fields[b"a"] == b"1", indicator=indicator)
+    def _changes_of(entry_id: bytes, fields: dict[bytes, bytes]) -> list[Change]:
+        """The changes of one change-log entry (one write), with their versions."""
+        last = int(entry_id.split(b"-", 1)[0])
+        rows = msgspec.msgpack.decode(fields[b"d"])
+        first = last - len(rows) + 1
+        changes = []
+        for offset, row in enumerate(rows):
+            op, allow, type_name, value = row[0], row[1], row[2], row[3]
+            type_ = IndicatorType(type_name)
+            indicator = (
+                decode_entry(type_, value, row[4])
+                if op == "upsert"
+                else Indicator(type=type_, value=value)
+            )
+            changes.append(Change(first + offset, op, bool(allow), indicator))
+        return changes
 
     def stats(self, at_ms: int) -> StoreStats:
         by_type: dict[str, int] = {}

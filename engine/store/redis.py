@@ -25,6 +25,9 @@ none of those entries changed meanwhile (compare-and-set on the bytes), else the
 again and retries: concurrent loaders never lose each other's updates. Only entries that
 really change are sent, so reloading a feed leaves the version where it was. ``snapshot``
 reads the version and every hash in one MULTI/EXEC, so it is consistent with one version.
+
+A worker polls ``version()`` (one GET); when it moved, ``changes_since(v)`` (one XRANGE) gives
+what changed, or None when the log no longer reaches back to ``v``: reload ``snapshot()``.
 """
 
 from __future__ import annotations

@@ -148,6 +148,23 @@ def test_concurrent_loaders_lose_no_update(redis_client: redis.Redis, key_prefix
     assert mine.version() == 5 + 5  # rival: 5 entries; mine: 5 entries (2 merged, 3 new)
 
 
+class _ExtendingStore(RedisStore):
+    """Another writer extends an expired entry between the purge's scan and its removal."""
+
+    def _remove(self, items: Sequence[tuple[IndicatorType, str, bytes]], allowlist: bool) -> int:
+        if items:
+            self.upsert([Indicator(T.DOMAIN, "old.example", ("renewed",))])
+        return super()._remove(items, allowlist)
+
+
+def test_purge_keeps_an_entry_renewed_meanwhile(redis_client: redis.Redis, key_prefix: str) -> None:
+    store = _ExtendingStore(redis_client, prefix=key_prefix)
+    store.upsert([Indicator(T.DOMAIN, "old.example", ("a",), valid_until=1_000_000_000_000)])
+    assert store.purge_expired(1_800_000_000_000) == 0
+    entry = store.get(T.DOMAIN, "old.example")
+    assert entry is not None and entry.valid_until is None and entry.sources == ("a", "renewed")
+
+
 def test_threads_writing_the_same_entries(redis_url: str, key_prefix: str) -> None:
     def write(source: str) -> None:
         store = RedisStore.from_url(redis_url, prefix=key_prefix, batch_size=20)

@@ -91,6 +91,11 @@ class WorkerMetrics:
             "1 when the indicator store (Redis) answered the last poll, else 0.",
             registry=r,
         )
+        self.store_errors = Counter(
+            "scamwatch_indicator_store_errors",
+            "Polls of the indicator store that failed (it was unreachable).",
+            registry=r,
+        )
         self.build_seconds = Histogram(
             "scamwatch_matcher_build_seconds",
             "Time to build a matcher from a snapshot.",

@@ -173,6 +173,8 @@ class IndicatorFollower:
         )
 
     def _set_up(self, up: bool, exc: BaseException | None = None) -> None:
+        if not up:
+            self._metrics.store_errors.inc()
         if up == self._store_up:
             return
         self._store_up = up

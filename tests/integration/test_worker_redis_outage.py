@@ -1,0 +1,165 @@
+"""Redis going away under a running worker: it keeps matching on its last snapshot, says so
+(metric and one warning), and resyncs when Redis is back. Uses a redis-server of the test's
+own on a free loopback port; the shared one is never touched."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from engine.core.models import Indicator, IndicatorType
+from engine.store.redis import RedisStore
+from tests.integration.worker_support import (
+    Read,
+    Topics,
+    WorkerProcess,
+    call_event,
+    create_topics,
+    delete_topics,
+    free_port,
+    produce,
+    read_topic,
+)
+
+
+class OwnRedis:
+    """A throwaway redis-server on 127.0.0.1 that survives restarts (append-only file)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.data_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, socket_timeout=1).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise AssertionError("own redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
+    t = Topics(unique_name)
+    asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=1))
+    yield t
+    asyncio.run(delete_topics(kafka_bootstrap, t.all))
+
+
+def alert_ids(records: list[Read]) -> set[str]:
+    return {str(r.json()["event_id"]) for r in records}
+
+
+def test_worker_keeps_matching_through_a_redis_outage_and_resyncs(
+    kafka_bootstrap: str, topics: Topics, own_redis: OwnRedis, tmp_path: Path
+) -> None:
+    store = RedisStore.from_url(own_redis.url, prefix="scamwatch:")
+    store.upsert([Indicator(IndicatorType.PHONE, "+18005550199", sources=("test",))])
+    worker = WorkerProcess(
+        topics,
+        "scamwatch:",
+        tmp_path / "worker",
+        extra_env={"SCAMWATCH_REDIS_URL": own_redis.url},
+    ).start()
+    try:
+        worker.wait_assigned()
+        worker.wait_metric(lambda m: m["scamwatch_indicator_store_up"] == 1)
+
+        own_redis.kill()
+        down = worker.wait_metric(lambda m: m["scamwatch_indicator_store_up"] == 0)
+        errors_at_down = down["scamwatch_indicator_store_errors_total"]
+        # several failed polls later ...
+        worker.wait_metric(
+            lambda m: m["scamwatch_indicator_store_errors_total"] >= errors_at_down + 3
+        )
+        # ... one warning for the outage, not one per poll
+        assert worker.log_tail(400).count("indicator store unreachable") == 1
+
+        # still matching on the last snapshot
+        asyncio.run(
+            produce(
+                kafka_bootstrap, topics.calls, [(b"p1:a", call_event(1, callee="+1 800 555 0199"))]
+            )
+        )
+        got = asyncio.run(
+            read_topic(
+                kafka_bootstrap, topics.alerts, until=lambda r: "c1" in alert_ids(r), within=30
+            )
+        )
+        assert "c1" in alert_ids(got)
+
+        own_redis.start()  # same port, same data
+        worker.wait_metric(lambda m: m["scamwatch_indicator_store_up"] == 1)
+        store.upsert([Indicator(IndicatorType.PHONE, "+18885550123", sources=("test",))])
+        version = store.version()
+        worker.wait_metric(lambda m: m["scamwatch_indicator_version"] == version)
+        asyncio.run(
+            produce(
+                kafka_bootstrap,
+                topics.calls,
+                [
+                    (b"p1:b", call_event(2, callee="+1 888 555 0123")),
+                    (b"p1:b", call_event(3, callee="+1 800 555 0199")),
+                ],
+            )
+        )
+        got = asyncio.run(
+            read_topic(
+                kafka_bootstrap,
+                topics.alerts,
+                until=lambda r: {"c2", "c3"} <= alert_ids(r),
+                within=30,
+            )
+        )
+        assert {"c1", "c2", "c3"} <= alert_ids(got)
+        assert "indicator store reachable" in worker.log_tail(400)
+    finally:
+        worker.kill()

@@ -33,10 +33,16 @@ Choices (each a trade-off; the README repeats them):
   local-only number (a US number without area code) is rejected: it has no E.164 form.
   Withheld values (``anonymous``, ``private``, ``restricted``, ``unknown``, …) and empty
   strings raise :class:`NormalizationError`, which the matcher reads as "not a number".
-  ``00`` and ``011`` are accepted as international prefixes whatever the region (a CDR from
-  a US switch may carry ``0044…``). Values already in E.164 skip ``phonenumbers.parse``
-  (the result is the same, a property test checks it); other values go through a bounded
-  LRU cache keyed by ``(value, region)``.
+  ``00`` and ``011`` are read as international prefixes whatever the region (a CDR from a
+  US switch may carry ``0044…``), unless the region's own reading is a valid number there
+  (``0113 496 0000`` on a UK switch is Leeds). Extensions are dropped. Speed: E.164, also
+  written with spaces, dashes, dots or brackets, skips ``phonenumbers.parse`` through one
+  regex that knows, per country code, the possible lengths and the trunk prefixes parse()
+  would drop (property tests check it agrees with ``phonenumbers``); other values go
+  through a bounded LRU cache keyed by ``(value, region)`` that remembers errors too.
+  The regex is built on first use (~0.1 s: it reads every country's metadata).
+- **phone_prefix**: needs its country code (``+`` or ``00``): a national prefix cannot be
+  read without a region, and a prefix is too short for ``phonenumbers`` to guess one.
 - **domain**: we accept what resolvers and browsers resolve, not only RFC 952 LDH names:
   ASCII labels of letters, digits, ``-`` and ``_`` (``_dmarc``, ``my_site.blogspot.com``),
   hyphens anywhere, because an event host we cannot read is a missed alert. Labels are
@@ -48,7 +54,9 @@ Choices (each a trade-off; the README repeats them):
 - **url**: ``http``/``https`` (and defanged ``hxxp``/``hxxps``), ``ws``/``wss``, ``ftp`` or
   no scheme; scheme-less values are read as http(s). Both 80 and 443 count as default
   ports for http, https and scheme-less values (the scheme is dropped anyway, so the two
-  are not told apart). Backslashes in the path become ``/`` (browsers do the same).
+  are not told apart). Backslashes in the path become ``/`` (browsers do the same); tabs
+  and newlines are removed. Without a scheme, ``user:pass@host`` reads as the scheme
+  ``user:`` and is rejected, as a browser would (``user@host`` is fine).
   Prefix matching stays sane: ``evil.com/pay`` is a prefix of the normal form of
   ``https://EVIL.com:443/pay?x=1`` (``evil.com/pay?x=1``), and ``evil.com`` of every URL
   on that host; the matcher must still check that a prefix ends at ``/``, ``?``, ``:`` or
@@ -196,6 +204,8 @@ def _stable_e164(e164: str) -> tuple[str | None, str]:
     can leave a trunk prefix after the country code (``000000`` in DE → ``+4900000``) that a
     second parse() drops."""
     for _ in range(3):
+        if _e164_kept().fullmatch(e164) is not None:
+            return e164, ""  # the fast path's regex already knows parse() keeps it
         number, reason = _parse(e164, None)
         if number is None:
             return None, reason
@@ -231,6 +241,9 @@ def _phone_slow(value: str, region: str) -> tuple[str | None, str]:
     return None, reason
 
 
+_E164_SEPARATORS = str.maketrans("", "", " -.()\u00a0")
+
+
 def normalize_phone(value: str, region: str = "US") -> str:
     """A phone number in any common written form → E.164 (``+18005550199``).
 
@@ -238,8 +251,13 @@ def normalize_phone(value: str, region: str = "US") -> str:
     ``080 4718 2233`` with ``IN``. Raises :class:`NormalizationError` for withheld,
     empty, garbage and impossible numbers.
     """
-    if value[:1] == "+" and _e164_kept().fullmatch(value) is not None:
-        return value  # already E.164: parse() would give it back unchanged
+    if value[:1] == "+":
+        if _e164_kept().fullmatch(value) is not None:
+            return value  # already E.164: parse() would give it back unchanged
+        # E.164 written with spaces, dashes, dots or brackets: "+1 (800) 555-0199"
+        compact = value.translate(_E164_SEPARATORS)
+        if compact != value and _e164_kept().fullmatch(compact) is not None:
+            return compact
     e164, reason = _phone_slow(value, region)
     if e164 is None:
         raise NormalizationError("phone", value, reason)

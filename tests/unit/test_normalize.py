@@ -40,6 +40,8 @@ from engine.errors import NormalizationError, ScamwatchError
         ("tel:+1-800-555-0199;ext=42", "US", "+18005550199"),
         ("+1 800 555 0199 ext. 42", "US", "+18005550199"),
         ("  +1 800 555 0199  ", "US", "+18005550199"),
+        ("+1.800.555.0199", "US", "+18005550199"),
+        ("+1\u00a0800\u00a0555\u00a00199", "US", "+18005550199"),
         ("＋１ ８００ ５５５ ０１９９", "US", "+18005550199"),  # full-width digits
         ("001 800 555 0199", "GB", "+18005550199"),
         # UK
@@ -329,6 +331,7 @@ def test_url(value: str, expected: str) -> None:
         ("https://", "no host"),
         ("mailto:a@evil.com", "unsupported scheme 'mailto'"),
         ("javascript:alert(1)", "unsupported scheme 'javascript'"),
+        ("user:pass@evil.com/x", "unsupported scheme 'user'"),  # as a browser reads it
         ("http://evil.com:99999/", "port '99999' is not a number from 0 to 65535"),
         ("http://evil.com:8o/", "port '8o' is not a number"),
         ("http://exa mple.com/", "has a character not allowed in a host name"),

@@ -128,6 +128,22 @@ def test_e164_fast_path_agrees_with_phonenumbers(value: str) -> None:
     assert fast == _slow_phone(value)
 
 
+@PROPERTY_SETTINGS
+@given(st.from_regex(r"\+[1-9][0-9]{6,16}", fullmatch=True), st.data())
+def test_e164_with_separators_agrees_with_phonenumbers(value: str, data: st.DataObject) -> None:
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(value)), max_size=4)))
+    pieces = [value[i:j] for i, j in zip([0, *cuts], [*cuts, len(value)], strict=True)]
+    written = "".join(
+        piece + data.draw(st.sampled_from([" ", "-", ".", "(", ")", "\u00a0", ""]))
+        for piece in pieces
+    ).strip()
+    try:
+        fast: str | None = norm.normalize_phone(written)
+    except NormalizationError:
+        fast = None
+    assert fast == _slow_phone(written)
+
+
 def test_e164_fast_path_agrees_on_every_example_number() -> None:
     for _, number in EXAMPLES:
         e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)

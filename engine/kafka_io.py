@@ -98,8 +98,10 @@ class TokenBucket:
     async def take(self, n: float = 1.0) -> None:
         """Wait until ``n`` tokens are there, then spend them."""
         self._refill()
+        # sleep at least 5 ms (or one burst): timer granularity makes shorter sleeps overshoot
+        floor = min(0.005, self.capacity / self.rate)
         while self._tokens < n:
-            await asyncio.sleep((n - self._tokens) / self.rate)
+            await asyncio.sleep(max((n - self._tokens) / self.rate, floor))
             self._refill()
         self._tokens -= n
 

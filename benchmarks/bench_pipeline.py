@@ -1,0 +1,673 @@
+"""Pipeline benchmark: real Kafka, one ``scamwatch worker`` subprocess, 1M indicators in Redis.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--indicators N] [--events N]
+        [--rate R] [--latency-events N] [--partitions P]
+
+Measured in one run, on topics, a consumer group and a Redis prefix of the run's own
+(all removed afterwards):
+
+1. ``--indicators`` synthetic indicators (default 1,000,000: phones, number blocks, domains,
+   URLs, keywords) plus the bundled sample feeds, bulk-loaded with the store's ``upsert``;
+2. ``--events`` events (default 200,000; half calls, half web, ~20 % alerting, ~2 %
+   malformed, from the seeded sample-traffic generator) pre-filled into the input topics;
+3. **pass-through ceiling**: a bare aiokafka consumer → producer copying those events to
+   another topic (no decoding), in this process, with nothing else running;
+4. **sustained throughput**: the worker starts on the pre-filled topics; events/s from the
+   input topics to verdicts (the worker's ``scamwatch_events_total``, scraped from its
+   /metrics), steady state between 10 % and 90 % of the events;
+5. **latency at a fixed offered rate** (``--rate``, default 5,000 events/s, for
+   ``--latency-events``): each event stamped with its send time; event ``ts`` → alert
+   arrival at a consumer here, for the alerting events (p50/p99), and the worker's own
+   ``scamwatch_event_latency_seconds`` histogram (event ts → verdict, every event).
+
+Prints a table, writes ``benchmarks/results/bench_pipeline.json`` and a PNG plot beside it.
+Targets (DESIGN.md): ≥ 10k events/s sustained, p99 ≤ 250 ms at 5k/s offered, ≥ 50 % of the
+pass-through. Bounded: every wait has a deadline; the whole run takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+import redis
+from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.table import Table
+
+from engine.core.events import event_ts_ms
+from engine.core.models import Indicator, IndicatorType, Severity
+from engine.demo import WorkerProcess, start_worker, wait_worker_ready
+from engine.kafka_io import (
+    TokenBucket,
+    client_options,
+    delete_topics,
+    ensure_topics,
+    event_key,
+    iter_records,
+    make_producer,
+    replay_lines,
+)
+from engine.settings import Settings, get_settings
+from engine.store.redis import RedisStore
+from engine.traffic import TrafficIndicators, generate, sample_snapshot
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+TARGET_EVENTS_S = 10_000.0
+TARGET_P99_MS = 250.0
+TARGET_RATIO = 0.5
+SCRAPE_EVERY_S = 0.25
+console = Console()
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def synthetic_indicators(count: int, seed: int) -> Iterator[Indicator]:
+    """``count`` normalized indicators in a realistic mix (seeded): 55 % phones, 5 % number
+    blocks, 30 % domains, 9.5 % URLs, 0.5 % keywords."""
+    rng = random.Random(seed)
+    words = (
+        "secure",
+        "help",
+        "support",
+        "billing",
+        "refund",
+        "alert",
+        "desk",
+        "care",
+        "tech",
+        "fix",
+        "pc",
+        "renew",
+        "account",
+        "center",
+        "online",
+        "service",
+    )
+    tlds = ("com", "net", "info", "xyz", "online", "site", "support", "top")
+    for n in range(count):
+        pick = rng.random()
+        if pick < 0.55:
+            value = f"+1{rng.randint(200, 999)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
+            type_ = IndicatorType.PHONE
+        elif pick < 0.60:
+            value = f"+1{rng.randint(200, 999)}{rng.randint(200, 999)}{rng.randint(0, 99):02d}"
+            type_ = IndicatorType.PHONE_PREFIX
+        elif pick < 0.90:
+            value = f"{rng.choice(words)}-{rng.choice(words)}-{n:x}.{rng.choice(tlds)}"
+            type_ = IndicatorType.DOMAIN
+        elif pick < 0.995:
+            value = f"{rng.choice(words)}{n:x}.{rng.choice(tlds)}/{rng.choice(words)}/{n % 997}"
+            type_ = IndicatorType.URL
+        else:
+            value = f"{rng.choice(words)}-{rng.choice(words)}-desk{n:x}"
+            type_ = IndicatorType.KEYWORD
+        yield Indicator(
+            type_,
+            value,
+            sources=("bench-synthetic",),
+            severity=Severity.HIGH,
+            confidence=rng.randint(40, 100),
+        )
+
+
+def load_indicators(settings: Settings, prefix: str, count: int, seed: int) -> dict[str, float]:
+    """The sample feeds and ``count`` synthetic indicators into Redis under ``prefix``."""
+    snapshot = sample_snapshot()
+    store = RedisStore.from_url(settings.redis_url.get_secret_value(), prefix=prefix)
+    try:
+        store.upsert(snapshot.indicators)
+        store.upsert(snapshot.allowlist, allowlist=True)
+        started = time.monotonic()
+        result = store.upsert(synthetic_indicators(count, seed))
+        elapsed = time.monotonic() - started
+    finally:
+        store.close()
+    return {
+        "seconds": elapsed,
+        "added": float(result.added),
+        "per_s": result.added / elapsed if elapsed else 0.0,
+    }
+
+
+def event_pool(seed: int) -> tuple[list[bytes], list[bytes]]:
+    """Sample call and web events from the traffic generator (truth not needed here)."""
+    facts = TrafficIndicators.from_snapshot(sample_snapshot(), int(time.time() * 1000))
+    traffic = generate(facts, calls=2000, web=2000, seed=seed)
+    return list(traffic.calls), list(traffic.web)
+
+
+def restamp(line: bytes, tag: str, copy: int, ts_ms: int | None = None) -> bytes:
+    """A pool line as a new event: event id ``<tag><id>-<copy>`` (and ``ts`` when given);
+    non-JSON and malformed lines are sent as they are (the worker dead-letters them)."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return line
+    if not isinstance(record, dict) or not isinstance(record.get("event_id"), str):
+        return line
+    record["event_id"] = f"{tag}{record['event_id']}-{copy}"
+    if ts_ms is not None:
+        record["ts"] = ts_ms
+    return orjson.dumps(record)
+
+
+def events_for(pool: list[bytes], count: int, tag: str) -> Iterator[tuple[bytes, int]]:
+    for i in range(count):
+        line = restamp(pool[i % len(pool)], tag, i // len(pool))
+        yield line, len(line) + 1
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def scrape(port: int) -> dict[str, Any] | None:
+    """Events by outcome and the latency histogram buckets (cumulative) from /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    events = 0.0
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "scamwatch_events_total":
+                events += sample.value
+            elif sample.name == "scamwatch_event_latency_seconds_bucket":
+                upper = float(sample.labels["le"])
+                buckets[upper] = buckets.get(upper, 0.0) + sample.value
+    return {"events": events, "buckets": buckets}
+
+
+def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
+    """The q-quantile (seconds) of what was observed between two scrapes, interpolated
+    linearly inside its bucket (as Prometheus' histogram_quantile does)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    lower, prev = 0.0, 0.0
+    for bound, cum in zip(bounds, counts, strict=True):
+        if cum >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = cum - prev
+            return lower + (bound - lower) * ((rank - prev) / inside if inside else 0.0)
+        lower, prev = bound, cum
+    return lower
+
+
+def wait_events(
+    port: int, target: float, timeout: float, samples: list[tuple[float, float]]
+) -> float:
+    """Scrape until the worker has counted ``target`` events; returns the count reached."""
+    deadline = time.monotonic() + timeout
+    count = 0.0
+    while time.monotonic() < deadline:
+        got = scrape(port)
+        if got is not None:
+            count = got["events"]
+            samples.append((time.monotonic(), count))
+            if count >= target:
+                break
+        time.sleep(SCRAPE_EVERY_S)
+    return count
+
+
+def steady_rate(samples: list[tuple[float, float]], total: float) -> tuple[float, float]:
+    """(steady events/s between 10 % and 90 % of ``total``, overall events/s from the first
+    counted event to the last)."""
+
+    def first_at(level: float) -> tuple[float, float]:
+        return next(s for s in samples if s[1] >= level)
+
+    lo, hi = first_at(0.1 * total), first_at(0.9 * total)
+    start = next(s for s in samples if s[1] > 0)
+    end = first_at(total)
+    steady = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else float("nan")
+    overall = (end[1] - start[1]) / (end[0] - start[0]) if end[0] > start[0] else float("nan")
+    return steady, overall
+
+
+# ------------------------------------------------------------------------------ phases
+
+
+async def prefill(
+    settings: Settings, topics: dict[str, str], calls: list[bytes], web: list[bytes], count: int
+) -> float:
+    producer = await make_producer(settings)
+    try:
+        started = time.monotonic()
+        await asyncio.gather(
+            replay_lines(
+                events_for(calls, count // 2, "s"),
+                topic=topics["calls"],
+                settings=settings,
+                producer=producer,
+            ),
+            replay_lines(
+                events_for(web, count - count // 2, "s"),
+                topic=topics["web"],
+                settings=settings,
+                producer=producer,
+            ),
+        )
+        return count / (time.monotonic() - started)
+    finally:
+        await producer.stop()
+
+
+async def pass_through(
+    settings: Settings,
+    topics: dict[str, str],
+    count: int,
+    group: str,
+    samples: list[tuple[float, float]],
+) -> float:
+    """Copy ``count`` records from the input topics to a sink topic: consume, produce, ack."""
+    consumer = AIOKafkaConsumer(
+        topics["calls"],
+        topics["web"],
+        **client_options(settings),
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 << 20,
+    )
+    producer = await make_producer(settings, client_id="bench-pass-through")
+    await consumer.start()
+    done = 0
+    started: float | None = None
+    try:
+        deadline = time.monotonic() + 300
+        pending: list[asyncio.Future[Any]] = []
+        while done < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+            for records in batches.values():
+                for record in records:
+                    if started is None:
+                        started = time.monotonic()
+                    pending.append(
+                        await producer.send(topics["sink"], record.value, key=record.key)
+                    )
+                    done += 1
+            if len(pending) > 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+                await consumer.commit()
+                if started is not None:
+                    samples.append((time.monotonic() - started, float(done)))
+        await producer.flush()
+        await asyncio.gather(*pending)
+        await consumer.commit()
+        elapsed = time.monotonic() - (started or time.monotonic())
+        samples.append((elapsed, float(done)))
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    if done < count:
+        raise RuntimeError(f"pass-through copied only {done} of {count} records in 300 s")
+    return done / elapsed
+
+
+@dataclass
+class LatencyRun:
+    offered: float = 0.0
+    sent: int = 0
+    alert_ms: list[float] = field(default_factory=list)
+
+
+async def latency_phase(
+    settings: Settings,
+    topics: dict[str, str],
+    calls: list[bytes],
+    web: list[bytes],
+    rate: float,
+    count: int,
+    port: int,
+    drain_s: float,
+) -> tuple[LatencyRun, dict[str, Any], dict[str, Any]]:
+    """Offer ``count`` events at ``rate``/s (each stamped with its send time); time each
+    alert's arrival. Returns the run and the /metrics scrapes before and after."""
+    run = LatencyRun()
+    caught_up = asyncio.Event()
+    last = time.monotonic()
+
+    async def collect() -> None:
+        nonlocal last
+        async for _, value in iter_records(settings, [topics["alerts"]], from_beginning=True):
+            now = time.time() * 1000
+            last = time.monotonic()
+            alert = orjson.loads(value)
+            if str(alert.get("event_id", "")).startswith("l") and alert.get("rule"):
+                run.alert_ms.append(now - event_ts_ms(alert["event_ts"]))
+
+    async def watch_idle() -> None:
+        # polls the time of the last alert read: idle for 1.5 s means the backlog is read
+        while time.monotonic() - last < 1.5:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        caught_up.set()
+
+    collector = asyncio.create_task(collect())
+    await asyncio.wait_for(watch_idle(), timeout=120)  # old alerts read: now at the end
+    await caught_up.wait()
+    before = scrape(port) or {"events": 0.0, "buckets": {}}
+    producer = await make_producer(settings, linger_ms=1)
+    pool = [(topics["calls"], line) for line in calls] + [(topics["web"], line) for line in web]
+    random.Random(7).shuffle(pool)
+    started = time.monotonic()
+    try:
+        bucket = TokenBucket(rate, burst=max(1.0, rate / 200))
+        for i in range(count):
+            topic, line = pool[i % len(pool)]
+            await bucket.take()
+            stamped = restamp(line, "l", i, int(time.time() * 1000))
+            key = None
+            with contextlib.suppress(orjson.JSONDecodeError):
+                key = event_key(orjson.loads(stamped))
+            await producer.send(topic, stamped, key=key)
+            run.sent += 1
+        await producer.flush()
+        run.offered = count / (time.monotonic() - started)
+    finally:
+        await producer.stop()
+    samples: list[tuple[float, float]] = []
+    target = before["events"] + count
+    await asyncio.to_thread(wait_events, port, target, drain_s, samples)
+    after = scrape(port) or before
+    await asyncio.sleep(1.0)  # the last alerts reach the consumer
+    collector.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await collector
+    return run, before, after
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def plot(
+    results: dict[str, Any],
+    worker_samples: list[tuple[float, float]],
+    pass_samples: list[tuple[float, float]],
+    alert_ms: list[float],
+    path: Path,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if worker_samples:
+        t0 = next(t for t, c in worker_samples if c > 0)
+        left.plot(
+            [t - t0 for t, _ in worker_samples if t >= t0 - 0.5],
+            [c for t, c in worker_samples if t >= t0 - 0.5],
+            label="scamwatch worker",
+        )
+    left.plot(
+        [t for t, _ in pass_samples],
+        [c for _, c in pass_samples],
+        label="bare aiokafka pass-through",
+        linestyle="--",
+    )
+    left.set_xlabel("seconds")
+    left.set_ylabel("events done")
+    left.set_title(f"pre-filled topic, {results['params']['indicators']:,} indicators")
+    left.legend()
+    if alert_ms:
+        right.hist(alert_ms, bins=60, color="tab:orange")
+        for q, style in ((0.5, ":"), (0.99, "--")):
+            right.axvline(
+                pct(alert_ms, q),
+                color="black",
+                linestyle=style,
+                label=f"p{int(q * 100)} {pct(alert_ms, q):.0f} ms",
+            )
+        right.axvline(TARGET_P99_MS, color="red", label=f"target p99 {TARGET_P99_MS:.0f} ms")
+    right.set_xlabel("event ts → alert received (ms)")
+    right.set_ylabel("alerts")
+    right.set_title(f"latency at {results['latency']['offered_per_s']:,.0f} events/s offered")
+    right.legend()
+    fig.suptitle(f"scamwatch pipeline benchmark, {results['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--indicators", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=5_000.0)
+    parser.add_argument("--latency-events", type=int, default=50_000)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "bench_pipeline.json")
+    args = parser.parse_args()
+
+    settings = get_settings()
+    run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
+    topics = {
+        name: f"bench-{run}-{name}" for name in ("calls", "web", "alerts", "deadletter", "sink")
+    }
+    prefix = f"scamwatch-bench:{run}:"
+    workdir = Path(tempfile.mkdtemp(prefix="scamwatch-bench-"))
+    worker: WorkerProcess | None = None
+    began = time.monotonic()
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "params": vars(args) | {"output": str(args.output)},
+    }
+    worker_samples: list[tuple[float, float]] = []
+    pass_samples: list[tuple[float, float]] = []
+    try:
+        console.print(f"[bold]1.[/] loading {args.indicators:,} indicators into Redis ...")
+        results["load"] = load_indicators(settings, prefix, args.indicators, args.seed)
+        console.print(f"   {results['load']['seconds']:.1f} s ({results['load']['per_s']:,.0f}/s)")
+
+        console.print(f"[bold]2.[/] pre-filling {args.events:,} events ...")
+        calls, web = event_pool(args.seed)
+        asyncio.run(ensure_topics(settings, list(topics.values()), partitions=args.partitions))
+        results["prefill_per_s"] = asyncio.run(prefill(settings, topics, calls, web, args.events))
+        console.print(f"   {results['prefill_per_s']:,.0f} events/s produced")
+
+        console.print("[bold]3.[/] bare aiokafka pass-through (the ceiling) ...")
+        results["pass_through_per_s"] = asyncio.run(
+            pass_through(settings, topics, args.events, f"bench-{run}-pass", pass_samples)
+        )
+        console.print(f"   {results['pass_through_per_s']:,.0f} events/s")
+
+        console.print("[bold]4.[/] worker on the pre-filled topics ...")
+        started = time.monotonic()
+        worker = start_worker(
+            {
+                "SCAMWATCH_TOPIC_CALLS": topics["calls"],
+                "SCAMWATCH_TOPIC_WEB": topics["web"],
+                "SCAMWATCH_TOPIC_ALERTS": topics["alerts"],
+                "SCAMWATCH_TOPIC_DEADLETTER": topics["deadletter"],
+                "SCAMWATCH_APP_ID": f"bench-{run}",
+                "SCAMWATCH_REDIS_PREFIX": prefix,
+                "SCAMWATCH_STATE_DIR": str(workdir / "state"),
+                "SCAMWATCH_SNAPSHOT_WAIT_SECONDS": "120",
+            },
+            workdir / "worker.log",
+        )
+        wait_worker_ready(worker, timeout=60)
+        proc = psutil.Process(worker.proc.pid)
+        cpu_before = proc.cpu_times()
+        wall_before = time.monotonic()
+        reached = wait_events(worker.metrics_port, args.events, 360, worker_samples)
+        cpu_after = proc.cpu_times()
+        # how busy the worker was (1.0 = one core): tells CPU-bound from waiting
+        results["worker_cpu_cores"] = (
+            cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
+        ) / (time.monotonic() - wall_before)
+        if reached < args.events:
+            raise RuntimeError(
+                f"the worker counted {reached:.0f} of {args.events} events in "
+                f"time; its log ({worker.log_path}):\n{worker.log_tail()}"
+            )
+        first = next(t for t, c in worker_samples if c > 0)
+        results["worker_start_s"] = first - started
+        steady, overall = steady_rate(worker_samples, args.events)
+        results["worker_steady_per_s"] = steady
+        results["worker_overall_per_s"] = overall
+        results["ratio_to_pass_through"] = steady / results["pass_through_per_s"]
+        rss = psutil.Process(worker.proc.pid)
+        results["worker_rss_mib"] = (
+            sum(p.memory_info().rss for p in [rss, *rss.children(recursive=True)]) / 2**20
+        )
+        console.print(
+            f"   first verdict {results['worker_start_s']:.1f} s after start "
+            f"(snapshot + build); {steady:,.0f} events/s steady"
+        )
+
+        console.print(f"[bold]5.[/] latency at {args.rate:,.0f} events/s offered ...")
+        lat, before, after = asyncio.run(
+            latency_phase(
+                settings,
+                topics,
+                calls,
+                web,
+                args.rate,
+                args.latency_events,
+                worker.metrics_port,
+                drain_s=120,
+            )
+        )
+        results["latency"] = {
+            "offered_per_s": lat.offered,
+            "events": lat.sent,
+            "alerts_timed": len(lat.alert_ms),
+            "alert_p50_ms": pct(lat.alert_ms, 0.50),
+            "alert_p99_ms": pct(lat.alert_ms, 0.99),
+            "alert_max_ms": max(lat.alert_ms) if lat.alert_ms else float("nan"),
+            "alert_mean_ms": statistics.fmean(lat.alert_ms) if lat.alert_ms else float("nan"),
+            "verdict_p50_ms": 1000 * histogram_quantile(0.5, before["buckets"], after["buckets"]),
+            "verdict_p99_ms": 1000 * histogram_quantile(0.99, before["buckets"], after["buckets"]),
+        }
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        results["elapsed_s"] = time.monotonic() - began
+        results["targets"] = {
+            "events_per_s": {
+                "target": TARGET_EVENTS_S,
+                "ok": results["worker_steady_per_s"] >= TARGET_EVENTS_S,
+            },
+            "p99_ms": {
+                "target": TARGET_P99_MS,
+                "ok": results["latency"]["alert_p99_ms"] <= TARGET_P99_MS,
+            },
+            "ratio": {
+                "target": TARGET_RATIO,
+                "ok": results["ratio_to_pass_through"] >= TARGET_RATIO,
+            },
+        }
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+        png = args.output.with_suffix(".png")
+        plot(results, worker_samples, pass_samples, lat.alert_ms, png)
+        console.print(report_table(results))
+        console.print(f"results: {args.output}, plot: {png}")
+        return 0
+    finally:
+        if worker is not None:
+            worker.stop()
+        asyncio.run(delete_topics(settings, [*topics.values(), f"bench-{run}-__assignor-__leader"]))
+        client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def report_table(r: dict[str, Any]) -> Table:
+    def mark(ok: bool) -> str:
+        return "[green]yes[/]" if ok else "[red]no[/]"
+
+    t = Table(
+        title=f"pipeline benchmark, {r['date']}, {r['machine']['cpus']} CPUs", title_justify="left"
+    )
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("target", justify="right")
+    t.add_column("met", justify="center")
+    lat = r["latency"]
+    tg = r["targets"]
+    t.add_row(
+        "indicators loaded (bulk upsert)",
+        f"{r['params']['indicators']:,} in {r['load']['seconds']:.1f} s",
+        "",
+        "",
+    )
+    t.add_row("worker start → first verdict", f"{r['worker_start_s']:.1f} s", "", "")
+    t.add_row("worker memory (RSS)", f"{r['worker_rss_mib']:,.0f} MiB", "", "")
+    t.add_row("worker CPU while catching up", f"{r['worker_cpu_cores']:.2f} cores", "", "")
+    t.add_row("bare aiokafka pass-through", f"{r['pass_through_per_s']:,.0f} ev/s", "", "")
+    t.add_row(
+        "worker sustained (10-90 %)",
+        f"{r['worker_steady_per_s']:,.0f} ev/s",
+        f"≥ {TARGET_EVENTS_S:,.0f}",
+        mark(tg["events_per_s"]["ok"]),
+    )
+    t.add_row("worker overall (first → last)", f"{r['worker_overall_per_s']:,.0f} ev/s", "", "")
+    t.add_row(
+        "worker / pass-through",
+        f"{r['ratio_to_pass_through']:.0%}",
+        f"≥ {TARGET_RATIO:.0%}",
+        mark(tg["ratio"]["ok"]),
+    )
+    t.add_row("offered rate (latency run)", f"{lat['offered_per_s']:,.0f} ev/s", "", "")
+    t.add_row("event ts → alert received p50", f"{lat['alert_p50_ms']:.0f} ms", "", "")
+    t.add_row(
+        "event ts → alert received p99",
+        f"{lat['alert_p99_ms']:.0f} ms",
+        f"≤ {TARGET_P99_MS:.0f} ms",
+        mark(tg["p99_ms"]["ok"]),
+    )
+    t.add_row(
+        "event ts → verdict p50 / p99 (worker histogram)",
+        f"{lat['verdict_p50_ms']:.0f} / {lat['verdict_p99_ms']:.0f} ms",
+        "",
+        "",
+    )
+    t.add_row("whole run", f"{r['elapsed_s']:.0f} s", "", "")
+    return t
+
+
+if __name__ == "__main__":
+    sys.exit(main())

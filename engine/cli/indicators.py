@@ -14,6 +14,7 @@ from typing import Annotated
 
 import click
 import orjson
+import phonenumbers
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -37,7 +38,7 @@ from engine.core.feeds import (
 )
 from engine.core.models import Indicator, IndicatorType, Severity, now_ms
 from engine.core.normalize import normalize
-from engine.errors import FeedError, NormalizationError, ScamwatchError
+from engine.errors import ConfigError, FeedError, NormalizationError, ScamwatchError
 from engine.settings import get_settings
 from engine.store.base import IndicatorStore, UpsertResult
 from engine.store.redis import RedisStore
@@ -101,6 +102,16 @@ def _open_store(ctx: typer.Context) -> RedisStore:
     return RedisStore.from_url(settings.redis_url.get_secret_value(), prefix=prefix)
 
 
+def _region(region: str | None) -> str:
+    """--region, or the default from settings; refused here rather than on every line."""
+    if region is None:
+        return get_settings().default_region
+    code = region.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError("--region", f"{region!r} is not an ISO 3166 alpha-2 region")
+    return code
+
+
 def _side(allowlist: bool) -> str:
     return "allowlist" if allowlist else "indicators"
 
@@ -142,7 +153,7 @@ def load(
     started = time.perf_counter()
     with _cli_errors():
         fmt = format.value if format else guess_format(file)
-        region_code = (region or get_settings().default_region).upper()
+        region_code = _region(region)
         store = _open_store(ctx)
         version_before = store.version()  # fail early, before reading, when Redis is down
         total = _count_lines(file) if fmt in ("csv", "txt", "jsonl") else None
@@ -323,7 +334,7 @@ def add(
                 "reference": reference,
             },
             source=source,
-            region=(region or get_settings().default_region).upper(),
+            region=_region(region),
         )
         store = _open_store(ctx)
         result = store.upsert([indicator], allowlist=allowlist)
@@ -354,7 +365,7 @@ def remove(
 ) -> None:
     """Remove one indicator (the value is normalized first, as on load)."""
     with _cli_errors():
-        normalized = normalize(type_, value, (region or get_settings().default_region).upper())
+        normalized = normalize(type_, value, _region(region))
         store = _open_store(ctx)
         if not store.remove(type_, normalized, allowlist=allowlist):
             err_console.print(

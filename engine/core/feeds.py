@@ -208,9 +208,9 @@ def parse_type(raw: object) -> IndicatorType:
 
 
 def parse_severity(raw: object) -> Severity:
-    known = _SEVERITY_NAMES.get(raw) if isinstance(raw, str) else None
-    if known is not None:
-        return known
+    severity = _SEVERITY_NAMES.get(raw) if isinstance(raw, str) else None
+    if severity is not None:
+        return severity
     if raw is None or raw == "":
         return Severity.HIGH
     if not isinstance(raw, str):
@@ -386,6 +386,9 @@ def _lines(path: Path, ctx: _Context) -> Iterator[tuple[int, str] | FeedError]:
             yield number, text.rstrip("\r\n")
 
 
+_INLINE_COMMENT = re.compile(r"\s+#.*$")  # "evil.example  # note"; a URL's "#frag" stays
+
+
 def _read_txt(path: Path, ctx: _Context) -> Iterator[Indicator | FeedError]:
     if ctx.type_ is None:
         raise ctx.error(
@@ -396,7 +399,7 @@ def _read_txt(path: Path, ctx: _Context) -> Iterator[Indicator | FeedError]:
             yield item
             continue
         number, text = item
-        value = text.strip()
+        value = _INLINE_COMMENT.sub("", text).strip()
         if not value or value.startswith("#"):
             continue
         yield ctx.record({"value": value}, line=number)

@@ -141,6 +141,18 @@ def test_strict_loads_a_clean_feed(
     assert all(e.sources == ("team",) for e in entries)
 
 
+def test_region_reads_national_numbers(
+    run: Invoke, redis_client: redis.Redis, key_prefix: str, tmp_path: Path
+) -> None:
+    feed = tmp_path / "uk.txt"
+    feed.write_text("020 7946 0958\n")
+    bad_region = run("load", str(feed), "--type", "phone", "--region", "XX")
+    assert bad_region.exit_code == 2 and "--region" in bad_region.stderr
+    assert run("load", str(feed), "--type", "phone", "--region", "gb").exit_code == 0
+    values = [i.value for i in _store(redis_client, key_prefix).iter()]
+    assert values == ["+442079460958"]
+
+
 def test_export_load_export_round_trip(run: Invoke, key_prefix: str, tmp_path: Path) -> None:
     feeds: list[tuple[str, IndicatorType | None]] = [
         ("indicators.csv", None),

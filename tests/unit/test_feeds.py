@@ -374,3 +374,15 @@ def test_bundled_sample_feeds_are_all_valid() -> None:
     values = {i.value for i in allow}
     # the genuine support lines and domains scam feeds must never override
     assert {"+18006427676", "+18882804331", "microsoft.com", "amazon.com"} <= values
+
+
+def test_txt_inline_comments_and_url_fragments(tmp_path: Path) -> None:
+    path = tmp_path / "urls.txt"
+    path.write_text("http://a.example/x#frag  # seen 2026-01-02\n\t# whole-line comment\n")
+    good, bad = _split(list(read_feed(path, type_=T.URL)))
+    assert not bad
+    assert [i.value for i in good] == [
+        indicator_from_record(
+            {"type": "url", "value": "http://a.example/x#frag"}, source=None, region="US"
+        ).value
+    ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 from pathlib import Path
 
 import typer
 
+from engine.errors import ConfigError
 from engine.settings import Settings, load_settings
 
 log = logging.getLogger("engine.worker")
@@ -55,8 +57,15 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
     )
     log.info("scamwatch worker starting with settings %s", settings.redacted())
 
+    _check_port_free("SCAMWATCH_WEB_PORT", settings.web_bind, settings.web_port)
     metrics = WorkerMetrics()
-    metrics.serve(settings.metrics_port, settings.metrics_bind)
+    try:
+        metrics.serve(settings.metrics_port, settings.metrics_bind)
+    except OSError as exc:
+        raise ConfigError(
+            "SCAMWATCH_METRICS_PORT",
+            f"cannot listen on {settings.metrics_bind}:{settings.metrics_port} ({exc.strerror})",
+        ) from None
     log.info("metrics on http://%s:%d/metrics", settings.metrics_bind, settings.metrics_port)
 
     store = RedisStore.from_url(
@@ -102,3 +111,15 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
         log.critical("worker stopped after a fatal error: %r", exc)
         return 1
     return 0
+
+
+def _check_port_free(setting: str, host: str, port: int) -> None:
+    """Fail at start, naming the setting, when another process holds the port."""
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(setting, f"cannot listen on {host}:{port} ({exc.strerror})") from None

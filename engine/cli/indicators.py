@@ -448,6 +448,15 @@ def stats(ctx: typer.Context) -> None:
         console.print(sources)
 
 
+@indicators_app.command("purge")
+def purge(ctx: typer.Context) -> None:
+    """Remove the entries past their valid_until (they already never match)."""
+    with _cli_errors():
+        store = _open_store(ctx)
+        purged = store.purge_expired(now_ms())
+        console.print(f"purged {purged} expired entries (version {store.version()})")
+
+
 @indicators_app.command("export")
 def export(
     ctx: typer.Context,

@@ -274,11 +274,11 @@ def test_sample_feeds_load_and_show_normalized_values(
     assert "expired (not yet purged)" in stats
     store = _store(redis_client, key_prefix)
     assert store.stats(now_ms()).expired == 1  # the sample's old campaign number
+    assert f"indicator store (version {store.version()})" in stats
     purged = run("purge")
     assert purged.exit_code == 0 and "purged 1 expired entries" in purged.stdout
     assert store.stats(now_ms()).expired == 0
     assert store.get(IndicatorType.PHONE, "+18005550100") is None
-    assert f"indicator store (version {store.version()})" in stats
 
 
 def test_redis_down_is_one_clear_line(app: typer.Typer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     commit_interval_seconds: float = Field(default=2.8, gt=0, le=60)
     # worker: a worker silent this long is dropped from the group and its partitions move
     session_timeout_seconds: float = Field(default=30.0, ge=6, le=300)
+    # worker: the biggest alert/dead-letter it produces (keep below the broker's
+    # message.max.bytes, 1 MiB by default); bigger ones drop their copy of the input
+    max_output_bytes: int = Field(default=1_000_000, ge=65_536)
     # Kafka security (all optional; secrets never logged)
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None

@@ -87,6 +87,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
         alerts_topic=settings.topic_alerts,
         deadletter_topic=settings.topic_deadletter,
         max_record_bytes=settings.max_record_bytes,
+        max_output_bytes=settings.max_output_bytes,
     )
     dispatcher = Dispatcher(processor, metrics, on_fatal=lambda exc: None)
     # each worker its own Faust data dir: two on one host must not share state

@@ -22,8 +22,13 @@ def build_deadletter(
     error: str,
     source: SourcePosition,
     emitted_ms: int,
+    max_raw_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """One deadletter.v1 record. ``raw`` is kept as text when it is UTF-8, else base64."""
+    """One deadletter.v1 record. ``raw`` is kept as text when it is UTF-8, else base64.
+
+    With ``max_raw_bytes``, a longer ``raw`` keeps only its first bytes and the record says
+    so (``raw_truncated``, ``raw_size``): a dead-letter must fit in a Kafka record.
+    """
     record: dict[str, Any] = {
         "reason": reason,
         "error": error,
@@ -31,6 +36,10 @@ def build_deadletter(
         "source": source.as_dict(),
     }
     data = raw if raw is not None else b""
+    if max_raw_bytes is not None and len(data) > max_raw_bytes:
+        record["raw_truncated"] = True
+        record["raw_size"] = len(data)
+        data = data[:max_raw_bytes]
     try:
         record["raw"] = data.decode("utf-8")
     except UnicodeDecodeError:

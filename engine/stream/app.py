@@ -148,7 +148,8 @@ def create_app(
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        producer_max_request_size=max(1_048_576, 2 * settings.max_record_bytes + 65_536),
+        # outputs are capped at max_output_bytes; room for the key and the batch header
+        producer_max_request_size=settings.max_output_bytes + 65_536,
         # on stop and on rebalance, wait until started events are acked, then commit
         stream_wait_empty=True,
         broker_commit_interval=settings.commit_interval_seconds,

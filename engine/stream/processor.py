@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -24,6 +24,9 @@ from engine.errors import DecodeError
 log = logging.getLogger(__name__)
 
 OutcomeKind = Literal["matched", "clean", "deadletter"]
+
+# an observed value kept in a slimmed alert (see RecordProcessor._encode_alert)
+_MAX_OBSERVED = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +69,14 @@ class RecordProcessor:
         alerts_topic: str,
         deadletter_topic: str,
         max_record_bytes: int | None = None,
+        max_output_bytes: int | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._matcher = matcher
         self._alerts_topic = alerts_topic
         self._deadletter_topic = deadletter_topic
         self._max_bytes = max_record_bytes
+        self._max_output = max_output_bytes
         self._clock = clock
 
     def process(
@@ -103,8 +108,10 @@ class RecordProcessor:
                 emitted_ms=now,
             )
             alert_kafka_key = alert_key(event.partner_id, event.subscriber_id, event.event_id)
+            raw_size = len(raw or b"")
             outputs = tuple(
-                Output(self._alerts_topic, alert_kafka_key, orjson.dumps(a)) for a in alerts
+                Output(self._alerts_topic, alert_kafka_key, self._encode_alert(a, raw_size))
+                for a in alerts
             )
             rules = tuple((str(a["rule"]), str(a["severity"])) for a in alerts)
         except Exception as exc:
@@ -123,6 +130,21 @@ class RecordProcessor:
             latency_s=latency,
         )
 
+    def _encode_alert(self, alert: dict[str, Any], raw_size: int) -> bytes:
+        value = orjson.dumps(alert)
+        if self._max_output is None or len(value) <= self._max_output:
+            return value
+        # too big for a Kafka record: keep the detection, drop the bulky copies of the input
+        slim = dict(alert)
+        slim["event"] = {"truncated": True, "size": raw_size}
+        slim["matches"] = [
+            {**m, "observed": str(m.get("observed", ""))[:_MAX_OBSERVED]} for m in alert["matches"]
+        ]
+        value = orjson.dumps(slim)
+        if len(value) > self._max_output:
+            raise ValueError(f"alert is {len(value)} bytes even without the event copy")
+        return value
+
     def _deadletter(
         self,
         stream: Stream,
@@ -137,5 +159,18 @@ class RecordProcessor:
         record = build_deadletter(
             stream, raw, reason=reason, error=error, source=source, emitted_ms=now
         )
-        output = Output(self._deadletter_topic, key, orjson.dumps(record))
+        value = orjson.dumps(record)
+        if self._max_output is not None and len(value) > self._max_output:
+            # JSON escaping can grow text up to 6x (control characters): keep a prefix
+            record = build_deadletter(
+                stream,
+                raw,
+                reason=reason,
+                error=error,
+                source=source,
+                emitted_ms=now,
+                max_raw_bytes=self._max_output // 8,
+            )
+            value = orjson.dumps(record)
+        output = Output(self._deadletter_topic, key, value)
         return Outcome(stream, "deadletter", outputs=(output,), reason=reason, latency_s=latency)

@@ -68,3 +68,19 @@ def test_exception_summary_names_type_message_and_place() -> None:
 
 def test_exception_without_traceback_is_just_its_text() -> None:
     assert describe_exception(ValueError("bad")) == "ValueError: bad"
+
+
+def test_raw_longer_than_the_cap_keeps_a_prefix_and_says_so() -> None:
+    raw = b"a" * 100
+    record = build_deadletter(
+        Stream.CALLS,
+        raw,
+        reason="invalid_json",
+        error="e",
+        source=SOURCE,
+        emitted_ms=EMITTED,
+        max_raw_bytes=10,
+    )
+    assert record["raw"] == "a" * 10
+    assert record["raw_truncated"] is True
+    assert record["raw_size"] == 100

@@ -176,3 +176,36 @@ def test_each_record_uses_the_matcher_current_at_its_turn() -> None:
     assert proc.process(Stream.CALLS, call(), None, SOURCE).kind == "clean"
     matchers.pop(0)  # the follower swapped in a new matcher
     assert proc.process(Stream.CALLS, call(), None, SOURCE).kind == "matched"
+
+
+def limited(max_output: int) -> RecordProcessor:
+    current = Matcher.build(SNAPSHOT)
+    return RecordProcessor(
+        matcher=lambda: current,
+        alerts_topic="alerts-t",
+        deadletter_topic="dead-t",
+        max_record_bytes=1_000_000,
+        max_output_bytes=max_output,
+        clock=lambda: NOW,
+    )
+
+
+def test_an_alert_too_big_for_kafka_drops_its_copy_of_the_event() -> None:
+    raw = call(notes="x" * 200_000)
+    outcome = limited(100_000).process(Stream.CALLS, raw, None, SOURCE)
+    assert outcome.kind == "matched"
+    (out,) = outcome.outputs
+    assert len(out.value) <= 100_000
+    alert = orjson.loads(out.value)
+    assert alert["event"] == {"truncated": True, "size": len(raw)}
+    assert alert["rule"] == "callee_scam_number"
+
+
+def test_a_dead_letter_too_big_for_kafka_keeps_a_prefix_of_raw() -> None:
+    raw = b"\x01" * 300_000  # UTF-8, but every byte escapes to six in JSON
+    outcome = limited(100_000).process(Stream.CALLS, raw, b"k", SOURCE)
+    record = deadletter_of(outcome)
+    assert len(outcome.outputs[0].value) <= 100_000
+    assert record["raw_truncated"] is True
+    assert record["raw_size"] == 300_000
+    assert record["reason"] == "invalid_json"

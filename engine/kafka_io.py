@@ -99,7 +99,7 @@ class TokenBucket:
         """Wait until ``n`` tokens are there, then spend them."""
         self._refill()
         # sleep at least 5 ms (or one burst): timer granularity makes shorter sleeps overshoot
-        floor = min(0.005, self.capacity / self.rate)
+        floor = min(0.005, self.capacity / self.rate / 4)
         while self._tokens < n:
             await asyncio.sleep(max((n - self._tokens) / self.rate, floor))
             self._refill()

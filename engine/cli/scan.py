@@ -2,7 +2,9 @@
 
 Indicators come from Redis (``SCAMWATCH_REDIS_URL``) unless ``--indicators`` feed files are
 given, in which case they are read into a memory store and Redis is never contacted.
-``--allowlist`` files are added to whichever allowlist is in use. Alerts are alert.v1 JSON
+``--allowlist`` files are added to whichever allowlist is in use. A feed is ``PATH`` or
+``TYPE:PATH`` (``domain:scam_domains.txt``): the type of a plain-text feed's values, which
+``--type`` gives for every feed that names none. Alerts are alert.v1 JSON
 lines on stdout (or ``--output``); counts and every invalid line (with its line number and
 reason) go to stderr. An offline alert's ``source`` is ``{topic: <file name>, partition: 0,
 offset: <line number, from 1>}``. Expiry is judged at the time of the scan.
@@ -56,6 +58,7 @@ class ScanSummary:
     invalid_lines: list[tuple[int, str]] = field(default_factory=list)
     feed_errors: list[str] = field(default_factory=list)
     indicator_source: str = ""
+    indicator_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def alerts(self) -> int:
@@ -74,18 +77,17 @@ def scan(
     ],
     stream: Annotated[Stream, typer.Option("--stream", help="What the file holds.")],
     indicators: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option(
             "--indicators",
-            exists=True,
-            dir_okay=False,
-            help="Indicator feed file (any feed format; repeatable). Without it: Redis.",
+            metavar="[TYPE:]FEED",
+            help="Indicator feed file, any feed format (repeatable). Without it: Redis.",
         ),
     ] = None,
     allowlist: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option(
-            "--allowlist", exists=True, dir_okay=False, help="Allowlist feed file (repeatable)."
+            "--allowlist", metavar="[TYPE:]FEED", help="Allowlist feed file (repeatable)."
         ),
     ] = None,
     output: Annotated[
@@ -107,12 +109,15 @@ def scan(
         raise typer.BadParameter(
             f"{region!r} is not an ISO 3166 alpha-2 region", param_hint="--region"
         )
+    indicator_feeds = [parse_feed_spec(spec, type_, "--indicators") for spec in indicators or []]
+    allowlist_feeds = [parse_feed_spec(spec, type_, "--allowlist") for spec in allowlist or []]
     try:
         summary = ScanSummary()
         snapshot = load_snapshot(
-            indicators or [], allowlist or [], region=chosen_region, type_=type_, summary=summary
+            indicator_feeds, allowlist_feeds, region=chosen_region, summary=summary
         )
         matcher = Matcher.build(snapshot, default_region=chosen_region)
+        summary.indicator_counts = {str(t): n for t, n in matcher.counts().items()}
         with _open_output(output) as sink:
             scan_file(file, stream, matcher, sink, summary)
     except ScamwatchError as exc:
@@ -124,30 +129,45 @@ def scan(
     print_summary(err, file, summary)
 
 
+FeedSpec = tuple[Path, IndicatorType | None]
+
+
+def parse_feed_spec(spec: str, default_type: IndicatorType | None, option: str) -> FeedSpec:
+    """``PATH`` or ``TYPE:PATH`` → (path, type of plain-text values or None)."""
+    type_ = default_type
+    path = Path(spec)
+    head, sep, rest = spec.partition(":")
+    if sep and head in IndicatorType.__members__.values() and not path.exists():
+        type_, path = IndicatorType(head), Path(rest)
+    if not path.is_file():
+        raise typer.BadParameter(f"{spec!r}: no such file", param_hint=option)
+    return path, type_
+
+
 def load_snapshot(
-    indicator_files: list[Path],
-    allowlist_files: list[Path],
+    indicator_feeds: list[FeedSpec],
+    allowlist_feeds: list[FeedSpec],
     *,
     region: str,
-    type_: IndicatorType | None,
     summary: ScanSummary,
 ) -> IndicatorSnapshot:
     """From feed files into a memory store (no Redis), or else Redis's snapshot; allowlist
     files are added either way."""
-    extra_allow = list(_read_feeds(allowlist_files, region, type_, summary))
-    if indicator_files:
+    extra_allow = list(_read_feeds(allowlist_feeds, region, summary))
+    if indicator_feeds:
         from engine.store.memory import MemoryStore
 
         store = MemoryStore()
-        store.upsert(_read_feeds(indicator_files, region, type_, summary))
+        store.upsert(_read_feeds(indicator_feeds, region, summary))
         store.upsert(extra_allow, allowlist=True)
-        summary.indicator_source = ", ".join(str(p) for p in indicator_files)
+        summary.indicator_source = ", ".join(path.name for path, _ in indicator_feeds)
         return store.snapshot()
 
     from engine.store.redis import RedisStore
 
-    url = get_settings().redis_url.get_secret_value()
-    snapshot = RedisStore.from_url(url).snapshot()
+    settings = get_settings()
+    url = settings.redis_url.get_secret_value()
+    snapshot = RedisStore.from_url(url, prefix=settings.redis_prefix).snapshot()
     summary.indicator_source = f"Redis (version {snapshot.version})"
     if not extra_allow:
         return snapshot
@@ -158,10 +178,8 @@ def load_snapshot(
     )
 
 
-def _read_feeds(
-    paths: list[Path], region: str, type_: IndicatorType | None, summary: ScanSummary
-) -> Iterator[Indicator]:
-    for path in paths:
+def _read_feeds(feeds: list[FeedSpec], region: str, summary: ScanSummary) -> Iterator[Indicator]:
+    for path, type_ in feeds:
         for item in read_feed(path, type_=type_, region=region):
             if isinstance(item, FeedError):
                 summary.feed_errors.append(str(item))
@@ -239,10 +257,11 @@ def print_summary(console: Console, path: Path, summary: ScanSummary) -> None:
         more = len(summary.invalid_lines) - MAX_LISTED_ERRORS
         console.print(f"[red]invalid[/] … and {more} more lines")
 
+    held = ", ".join(f"{n} {t}" for t, n in summary.indicator_counts.items() if n)
+    console.print(f"indicators from {summary.indicator_source}: {held or 'none'}", highlight=False)
     table = Table(title=f"scan of {path.name}", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
-    table.add_row("indicators from", summary.indicator_source)
     for name, value in (
         ("events", summary.events),
         ("matched", summary.matched),

@@ -32,6 +32,7 @@ what changed, or None when the log no longer reaches back to ``v``: reload ``sna
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
@@ -150,6 +151,19 @@ def _translated_errors() -> Iterator[None]:
         raise StoreUnavailable(f"indicator store (Redis) unreachable: {exc}") from exc
     except redis.exceptions.RedisError as exc:
         raise StoreError(f"indicator store (Redis) failed: {exc}") from exc
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC while a million entries are built: its full passes would walk them all
+    again and again (nothing built here forms a cycle)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def encode_entry(ind: Indicator) -> bytes:
@@ -397,25 +411,25 @@ class RedisStore(IndicatorStore):
         return int(raw) if raw is not None else 0
 
     def snapshot(self) -> IndicatorSnapshot:
-        with _translated_errors():
+        with _translated_errors(), _gc_paused():
             pipe = self._client.pipeline(transaction=True)  # MULTI/EXEC: one version
             pipe.get(self.version_key)
             for side in (False, True):
                 for key in self._hashes[side]:
                     pipe.hgetall(key)
             replies = pipe.execute()
-        version = int(replies[0]) if replies[0] is not None else 0
-        sides: list[tuple[Indicator, ...]] = []
-        for offset in (1, 1 + len(_TYPES)):
-            sides.append(
-                tuple(
-                    decode_entry(t, value.decode(), raw)
-                    for t, entries in zip(
-                        _TYPES, replies[offset : offset + len(_TYPES)], strict=True
+            version = int(replies[0]) if replies[0] is not None else 0
+            sides: list[tuple[Indicator, ...]] = []
+            for offset in (1, 1 + len(_TYPES)):
+                sides.append(
+                    tuple(
+                        decode_entry(t, value.decode(), raw)
+                        for t, entries in zip(
+                            _TYPES, replies[offset : offset + len(_TYPES)], strict=True
+                        )
+                        for value, raw in entries.items()
                     )
-                    for value, raw in entries.items()
                 )
-            )
         return IndicatorSnapshot(version=version, indicators=sides[0], allowlist=sides[1])
 
     def changes_since(self, version: int) -> ChangeSet | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -79,15 +80,19 @@ def replay(
         def on_progress(stats: ReplayStats, consumed: int) -> None:
             progress.update(task, completed=consumed, sent=stats.sent)
 
-        stats = asyncio.run(
-            replay_lines(
-                iter_file_lines(file),
-                topic=target,
-                settings=settings,
-                rate=rate,
-                on_progress=on_progress,
+        try:
+            stats = asyncio.run(
+                replay_lines(
+                    iter_file_lines(file),
+                    topic=target,
+                    settings=settings,
+                    rate=rate,
+                    on_progress=on_progress,
+                )
             )
-        )
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: the lines before the bar's count were sent")
+            raise typer.Exit(130) from None
     err_console.print(
         f"sent [bold]{stats.sent}[/] events ({stats.bytes} bytes) to [bold]{target}[/] "
         f"in {stats.elapsed_s:.2f} s ({stats.rate:,.0f} events/s)"
@@ -129,8 +134,10 @@ def tail(
     a SIEM's group."""
     settings = get_settings()
     target = topic or settings.topic_alerts
-    count = asyncio.run(_tail(target, as_json, from_beginning, max_alerts, timeout, group))
-    err_console.print(f"{count} alert(s) from {target}")
+    seen: list[int] = [0]
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a tail ends
+        asyncio.run(_tail(target, as_json, from_beginning, max_alerts, timeout, group, seen))
+    err_console.print(f"{seen[0]} alert(s) from {target}")
 
 
 async def _tail(
@@ -140,15 +147,16 @@ async def _tail(
     max_alerts: int | None,
     idle_timeout: float | None,
     group: str | None,
-) -> int:
+    seen: list[int],
+) -> None:
+    """Print alerts until --max or --timeout; ``seen[0]`` counts them as they come."""
     settings = get_settings()
-    count = 0
     records = iter_records(
         settings, [topic], from_beginning=from_beginning, idle_timeout=idle_timeout, group_id=group
     )
     try:
         async for _, value in records:
-            count += 1
+            seen[0] += 1
             if as_json:
                 sys.stdout.write(value.decode("utf-8", "replace") + "\n")
                 sys.stdout.flush()
@@ -158,11 +166,10 @@ async def _tail(
                     console.print(f"[yellow]not an alert.v1 record:[/] {value[:200]!r}")
                 else:
                     console.print(format_alert(alert), soft_wrap=True)
-            if max_alerts is not None and count >= max_alerts:
+            if max_alerts is not None and seen[0] >= max_alerts:
                 break
     finally:
         await records.aclose()
-    return count
 
 
 def demo(

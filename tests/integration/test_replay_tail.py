@@ -192,3 +192,13 @@ def test_tail_without_group_commits_nothing(
         return list(await asyncio.gather(read_all(), read_all()))
 
     assert asyncio.run(both()) == [6, 6]
+
+
+def test_replay_and_tail_say_clearly_when_kafka_is_down(tmp_path: Path) -> None:
+    feed = tmp_path / "web.jsonl"
+    feed.write_bytes(b'{"event_id": "w1", "ts": 1767225600000, "partner_id": "p", "host": "a.b"}\n')
+    for args in (["replay", str(feed), "--stream", "web"], ["alerts", "tail", "--timeout", "2"]):
+        done = _run(args, "127.0.0.1:1", timeout=60)  # nothing listens on port 1
+        assert done.returncode == 2, done.stderr
+        assert "Kafka at 127.0.0.1:1 is unreachable" in done.stderr
+        assert "Traceback" not in done.stderr

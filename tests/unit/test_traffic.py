@@ -115,7 +115,9 @@ def test_bundled_files_are_what_the_generator_makes(traffic: Traffic, tmp_path: 
     feeds (regenerate with `python -m engine.traffic` when the feeds change)."""
     written = write_traffic(traffic, tmp_path)
     for name, path in written.items():
-        assert (TRAFFIC_DIR / f"{name}.jsonl").read_bytes() == path.read_bytes(), name
+        assert (TRAFFIC_DIR / f"{name}.jsonl").read_bytes() == path.read_bytes(), (
+            f"{name}.jsonl is stale: regenerate with `python -m engine.traffic`"
+        )
 
 
 def test_truth_agrees_with_the_matcher(traffic: Traffic, snapshot: IndicatorSnapshot) -> None:

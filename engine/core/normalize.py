@@ -56,7 +56,9 @@ Choices (each a trade-off; the README repeats them):
   ports for http, https and scheme-less values (the scheme is dropped anyway, so the two
   are not told apart). Backslashes in the path become ``/`` (browsers do the same); tabs
   and newlines are removed. Without a scheme, ``user:pass@host`` reads as the scheme
-  ``user:`` and is rejected, as a browser would (``user@host`` is fine).
+  ``user:`` and is rejected, as a browser would (``user@host`` is fine). Defanged forms
+  (``hxxp``, ``hxxps``, ``h**p``, ``[:]//``, ``[://]``, and in the host ``[.]``, ``(.)``,
+  ``{.}``, ``[dot]``, ``[:]``) are refanged in the scheme and host only: a path is kept.
   Prefix matching stays sane: ``evil.com/pay`` is a prefix of the normal form of
   ``https://EVIL.com:443/pay?x=1`` (``evil.com/pay?x=1``), and ``evil.com`` of every URL
   on that host; the matcher must still check that a prefix ends at ``/``, ``?``, ``:`` or
@@ -308,7 +310,17 @@ MAX_LABEL_LENGTH = 63
 _ASCII_HOST = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}")
 _ASCII_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _DEFANGS = (("[.]", "."), ("(.)", "."), ("{.}", "."), ("[dot]", "."), ("(dot)", "."))
-_DEFANGED_SCHEME = re.compile(r"h(?:xx|\*\*|\[tt\]|tt)p(s?)://", re.IGNORECASE)
+# hxxp://, hXXps[:]//, h**p[://], ftp[:]// …: the scheme of a defanged URL
+_DEFANGED_SCHEME = re.compile(
+    r"\A(?:h(?:xx|\*\*|\[tt\]|tt)p(s?)|([A-Za-z][A-Za-z0-9+.\-]*))(?:\[:\]//|\[://\]|://)",
+    re.IGNORECASE,
+)
+
+
+def _refang_scheme(match: re.Match[str]) -> str:
+    return f"http{match.group(1)}://" if match.group(2) is None else f"{match.group(2)}://"
+
+
 _IP_CHARS = frozenset("0123456789.")
 
 
@@ -562,11 +574,9 @@ def _split_url_general(value: str) -> tuple[str, str]:
         raise NormalizationError("url", value, "empty")
     if "\t" in text or "\n" in text or "\r" in text:
         text = text.translate(_URL_STRIPPED)
-    if "[" in text or "(" in text or "{" in text:
-        text = _refang(text)
     scheme = ""
-    if text[:1] in "hH" and _DEFANGED_SCHEME.match(text):
-        text = _DEFANGED_SCHEME.sub(r"http\1://", text, count=1)
+    # defanged markers are refanged in the scheme and the authority only: a path is kept
+    text = _DEFANGED_SCHEME.sub(_refang_scheme, text, count=1)
     match = _SCHEME.match(text)
     if match is not None and not text[match.end() : match.end() + 1].isdigit():
         scheme = match.group(1).lower()
@@ -586,6 +596,8 @@ def _split_url_general(value: str) -> tuple[str, str]:
     at = authority.rfind("@")
     if at >= 0:
         authority = authority[at + 1 :]
+    if "[" in authority or "(" in authority or "{" in authority:
+        authority = _refang(authority)
     if not authority:
         raise NormalizationError("url", value, "no host")
     port = ""

@@ -318,6 +318,9 @@ def test_registrable_domain(host: str, expected: str | None) -> None:
         ("hXXps://user@EVIL(.)com:443/Pay?x=1#top", "evil.com/Pay?x=1"),
         ("hxxps[:]//evil[.]com/", "evil.com"),
         ("h**p://evil{.}com/a", "evil.com/a"),
+        ("hxxp[://]evil[.]com[:]8080/a", "evil.com:8080/a"),
+        ("ftp[:]//evil[.]com/a", "evil.com/a"),
+        ("https://evil.com/wiki/(.)/[.]", "evil.com/wiki/(.)/[.]"),  # a path is kept
     ],
 )
 def test_url(value: str, expected: str) -> None:

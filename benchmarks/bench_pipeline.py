@@ -342,16 +342,17 @@ async def pass_through(
                 for record in records:
                     if started is None:
                         started = time.monotonic()
+                        samples.append((0.0, 0.0))
                     pending.append(
                         await producer.send(topics["sink"], record.value, key=record.key)
                     )
                     done += 1
+            if started is not None:
+                samples.append((time.monotonic() - started, float(done)))
             if len(pending) > 10_000:
                 await asyncio.gather(*pending)
                 pending.clear()
                 await consumer.commit()
-                if started is not None:
-                    samples.append((time.monotonic() - started, float(done)))
         await producer.flush()
         await asyncio.gather(*pending)
         await consumer.commit()

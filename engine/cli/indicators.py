@@ -16,6 +16,7 @@ import click
 import orjson
 import phonenumbers
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -396,21 +397,36 @@ def list_(
         store = _open_store(ctx)
         entries = _sorted(store.iter(type_=type_, source=source, allowlist=allowlist))
         at = now_ms()
-        table = Table(title=f"{_side(allowlist)} ({len(entries)})", title_justify="left")
-        for column in ("type", "value", "sources", "severity", "conf.", "tags", "valid until"):
-            table.add_column(column, overflow="fold")
-        for ind in entries[:limit]:
-            until = format_timestamp(ind.valid_until) or ""
-            table.add_row(
+        table = Table(
+            title=f"{_side(allowlist)} ({len(entries)})",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,  # fewer rules: more room for the values in 80 columns
+        )
+        shown = entries[:limit]
+        # pipes and files get the whole rows; a narrow terminal gets no tags column
+        out = console if console.is_terminal else Console(width=max(console.width, 200))
+        width = out.width
+        with_tags = width >= 120
+        table.add_column("type", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        table.add_column("sources", overflow="fold")
+        table.add_column("severity/conf.", no_wrap=True)
+        table.add_column("until (UTC)", no_wrap=True)
+        if with_tags:
+            table.add_column("tags", overflow="fold")
+        for ind in shown:
+            expired = ind.valid_until is not None and ind.valid_until < at
+            cells = [
                 ind.type.value,
                 ind.value,
-                ", ".join(ind.sources),
-                ind.severity.value,
-                str(ind.confidence),
-                ", ".join(ind.tags),
-                f"{until} (expired)" if ind.valid_until and ind.valid_until < at else until,
-            )
-        console.print(table)
+                " ".join(ind.sources),
+                f"{ind.severity.value}/{ind.confidence}",
+                (format_timestamp(ind.valid_until) or "")[:10],  # the date is enough here
+            ]
+            if with_tags:
+                cells.append(" ".join(ind.tags))
+            table.add_row(*cells, style="red" if expired else None)
+        out.print(table)
         if len(entries) > limit:
             console.print(f"… and {len(entries) - limit} more (--limit)", style="dim")
 

@@ -453,7 +453,7 @@ def _read_csv(path: Path, ctx: _Context) -> Iterator[Indicator | FeedError]:
                         line=line,
                     )
                     continue
-                rec = {name: cell for name, cell in zip(columns, row, strict=False) if name}
+                rec = dict(zip(columns, row, strict=False))  # an unnamed column is ignored
                 yield ctx.record(rec, line=line)
         except UnicodeDecodeError as exc:
             # csv reads ahead in blocks, so the rest of the file cannot be trusted either

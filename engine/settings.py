@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # worker: the biggest alert/dead-letter it produces (keep below the broker's
     # message.max.bytes, 1 MiB by default); bigger ones drop their copy of the input
     max_output_bytes: int = Field(default=1_000_000, ge=65_536)
+    # worker: how long the producer waits to fill a batch of alerts/dead-letters
+    producer_linger_seconds: float = Field(default=0.005, ge=0, le=1)
     # Kafka security (all optional; secrets never logged)
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None

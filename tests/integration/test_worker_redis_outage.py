@@ -163,3 +163,41 @@ def test_worker_keeps_matching_through_a_redis_outage_and_resyncs(
         assert "indicator store reachable" in worker.log_tail(400)
     finally:
         worker.kill()
+
+
+def test_worker_started_while_redis_is_down_says_so_and_loads_when_it_answers(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    server = OwnRedis(tmp_path / "redis")  # not started yet: nothing on its port
+    worker = WorkerProcess(
+        topics,
+        "scamwatch:",
+        tmp_path / "worker",
+        extra_env={"SCAMWATCH_REDIS_URL": server.url, "SCAMWATCH_SNAPSHOT_WAIT_SECONDS": "1"},
+    ).start()
+    try:
+        worker.wait_assigned()
+        assert worker.metrics()["scamwatch_indicator_store_up"] == 0
+        assert "STARTING WITH NO INDICATORS" in worker.log_tail(400)
+
+        server.start()
+        RedisStore.from_url(server.url, prefix="scamwatch:").upsert(
+            [Indicator(IndicatorType.PHONE, "+18005550199", sources=("test",))]
+        )
+        worker.wait_metric(
+            lambda m: (
+                m["scamwatch_indicator_store_up"] == 1 and m["scamwatch_indicator_version"] == 1
+            )
+        )
+        asyncio.run(
+            produce(kafka_bootstrap, topics.calls, [(b"p1:a", call_event(7, callee="8005550199"))])
+        )
+        got = asyncio.run(
+            read_topic(
+                kafka_bootstrap, topics.alerts, until=lambda r: "c7" in alert_ids(r), within=30
+            )
+        )
+        assert "c7" in alert_ids(got)
+    finally:
+        worker.kill()
+        server.kill()

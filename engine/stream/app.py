@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 FatalHandler = Callable[[BaseException], None]
 
 
-class RawSchema(faust.Schema):  # type: ignore[misc,type-arg]
+class RawSchema(faust.Schema):  # type: ignore[type-arg]
     """Hands the record's bytes to the agent untouched: no codec, so nothing Faust could fail
     to decode (and drop), and no per-record serializer lookups on the hot path."""
 

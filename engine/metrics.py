@@ -121,8 +121,8 @@ class WorkerMetrics:
         )
         self.send_failures = Counter(
             "scamwatch_send_failures",
-            "Alert/dead-letter sends the broker did not acknowledge (the input is not committed).",
-            ["topic_kind"],
+            "Alert/dead-letter sends that failed for good (the worker stops, the input is not "
+            "committed).",
             registry=r,
         )
         self.assigned_partitions = Gauge(

@@ -64,8 +64,15 @@ class Dispatcher:
     async def handle(self, app: faust.App, stream: Stream, event: Any) -> None:
         message = event.message
         source = SourcePosition(message.topic, message.partition, message.offset)
-        outcome = self._processor.process(stream, message.value, message.key, source)
-        self._observe(outcome)
+        try:
+            outcome = self._processor.process(stream, message.value, message.key, source)
+            self._observe(outcome)
+        except Exception as exc:
+            # process() returns an outcome for any input; reaching this is a bug, and an
+            # event left unacked would silently hold back every later commit: stop instead
+            log.exception("unexpected failure handling %s", source.as_dict())
+            self._fatal(source, exc, "handling failed unexpectedly")
+            return
         if not outcome.outputs:
             event.ack()
             return
@@ -77,7 +84,7 @@ class Dispatcher:
                     await app.producer.send(out.topic, out.key, out.value, None, None, None)
                 )
         except Exception as exc:
-            self._fail(source, exc)
+            self._fatal(source, exc, "the producer refused an output")
             return
         pending = asyncio.gather(*futures)
         pending.add_done_callback(lambda done: self._delivered(done, event, source))
@@ -87,18 +94,19 @@ class Dispatcher:
             return  # shutting down: not acked, so read again after the restart
         exc = done.exception()
         if exc is not None:
-            self._fail(source, exc)
+            self._fatal(source, exc, "the broker did not acknowledge an output")
             return
         event.ack()
 
-    def _fail(self, source: SourcePosition, exc: BaseException) -> None:
-        self.metrics.send_failures.labels(topic_kind="output").inc()
+    def _fatal(self, source: SourcePosition, exc: BaseException, what: str) -> None:
+        self.metrics.send_failures.inc()
         if self._failed:
             return
         self._failed = True
         log.error(
-            "the broker did not acknowledge an output of %s (%r): stopping without "
-            "committing it; it is processed again after the restart",
+            "%s for %s (%r): stopping without committing it; it is processed again after "
+            "the restart",
+            what,
             source.as_dict(),
             exc,
         )

@@ -35,6 +35,7 @@ import os
 import platform
 import random
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -637,6 +638,7 @@ def main() -> int:
     finally:
         if worker is not None:
             worker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
         asyncio.run(delete_topics(settings, [*topics.values(), f"bench-{run}-__assignor-__leader"]))
         client = redis.Redis.from_url(settings.redis_url.get_secret_value())
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))

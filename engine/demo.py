@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -439,6 +440,10 @@ def run_demo(
         console.print(f"[bold red]demo failed:[/] {exc}")
     finally:
         _cleanup(settings, console, worker, topics, prefix, started_parts, options, result)
+        if result.ok:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            console.print(f"[dim]the worker's log and state are kept in {workdir}[/]")
     if result.ok:
         console.print(summary_table(result))
         if result.score.rule_mismatches:

@@ -892,12 +892,23 @@ def iter_cases(traffic: Traffic) -> Iterator[tuple[str, int]]:
     yield from sorted(Counter(t.case for t in traffic.truth).items())
 
 
-def main() -> None:
-    """Regenerate the bundled sample traffic from the bundled sample feeds."""
-    snapshot = sample_snapshot()
-    facts = TrafficIndicators.from_snapshot(snapshot, BUNDLED_START_MS)
-    traffic = generate(facts)
-    for name, path in write_traffic(traffic, TRAFFIC_DIR).items():
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write sample traffic from the bundled sample feeds (by default: regenerate the bundled
+    files; ``--out DIR`` with other sizes or seeds for bigger replays)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m engine.traffic", description=main.__doc__)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--web", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--start-ms", type=int, default=BUNDLED_START_MS)
+    parser.add_argument("--out", type=Path, default=TRAFFIC_DIR)
+    args = parser.parse_args(argv)
+    facts = TrafficIndicators.from_snapshot(sample_snapshot(), args.start_ms)
+    traffic = generate(
+        facts, calls=args.calls, web=args.web, seed=args.seed, start_ms=args.start_ms
+    )
+    for name, path in write_traffic(traffic, args.out).items():
         print(f"{name}: {path}")
 
 

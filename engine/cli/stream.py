@@ -180,13 +180,26 @@ def demo(
     timeout: Annotated[
         float, typer.Option(min=10, help="Give up after S seconds without every verdict.")
     ] = 90.0,
+    calls: Annotated[int, typer.Option(min=20, help="Call events to generate.")] = 300,
+    web: Annotated[int, typer.Option(min=20, help="Web events to generate.")] = 300,
+    rate: Annotated[float, typer.Option(min=1, help="Replay rate, events/s per stream.")] = 400.0,
+    seed: Annotated[int | None, typer.Option(help="Traffic generator seed.")] = None,
 ) -> None:
     """The whole pipeline on bundled sample data: stack, feeds, worker, traffic, alerts,
     and a summary with precision and recall against the generator's truth."""
     from engine.demo import DemoOptions, run_demo
 
     result = run_demo(
-        DemoOptions(keep_stack=keep_stack, quiet=quiet, timeout_s=timeout), console=console
+        DemoOptions(
+            keep_stack=keep_stack,
+            quiet=quiet,
+            timeout_s=timeout,
+            calls=calls,
+            web=web,
+            rate=rate,
+            seed=seed,
+        ),
+        console=console,
     )
     if not result.ok:
         raise typer.Exit(1)

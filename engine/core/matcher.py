@@ -30,7 +30,7 @@ matches. Allowlist entries past their validity window no longer apply.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import unquote
 
 import ahocorasick
@@ -61,24 +61,30 @@ NUMBER_RUN_CHARS = frozenset("0123456789+-.() ")
 MIN_NUMBER_DIGITS = 7
 MAX_NUMBER_DIGITS = 15
 _NUMBER_RUN = re.compile(r"[+\-.() ]*[0-9][0-9+\-.() ]*")
+_SEVEN_DIGITS = re.compile(r"[0-9](?:[+\-.() ]*[0-9]){6}")
+_DROP_SEPARATORS = str.maketrans("", "", "+-.() ")
 
 _EMPTY = Verdict()
 
 
-def numbers_in_text(text: str) -> Iterator[tuple[str, str]]:
+def numbers_in_text(text: str) -> list[tuple[str, str]]:
     """Candidate phone numbers in a URL: ``(observed run, digits with '+' if written)``.
 
     ``text`` is percent-decoded first (``%2B1800…`` is ``+1800…``). A candidate is a maximal
     run of digits and ``+-.() `` separators holding 7..15 digits; it keeps a leading ``+``
     when one is written before its first digit.
     """
-    decoded = unquote(text)
-    for found in _NUMBER_RUN.finditer(decoded):
-        run = found.group()
-        digits = "".join(ch for ch in run if "0" <= ch <= "9")
+    decoded = unquote(text) if "%" in text else text
+    if _SEVEN_DIGITS.search(decoded) is None:  # most URLs: no run long enough
+        return []
+    found: list[tuple[str, str]] = []
+    for run_match in _NUMBER_RUN.finditer(decoded):
+        run = run_match.group()
+        digits = run.translate(_DROP_SEPARATORS)
         if MIN_NUMBER_DIGITS <= len(digits) <= MAX_NUMBER_DIGITS:
             plus = "+" in run[: run.find(digits[0])]
-            yield run.strip(" -."), ("+" if plus else "") + digits
+            found.append((run.strip(" -."), ("+" if plus else "") + digits))
+    return found
 
 
 def strip_port(hostport: str) -> str:
@@ -172,42 +178,55 @@ class Matcher:
 
     def match_call(self, event: CallEvent, at_ms: int) -> Verdict:
         region = event.region.upper() if event.region else self._default_region
-        out: _Collector | None = None
-        unparsed: list[str] = []
-        for field, value, rule in (
-            ("callee", event.callee, Rule.CALLEE_SCAM_NUMBER),
-            ("caller", event.caller, Rule.CALLER_SCAM_NUMBER),
-        ):
-            try:
-                number = normalize_phone(value, region)
-            except NormalizationError:
-                unparsed.append(field)
-                continue
+        matches: list[Match] | None = None
+        unparsed: list[str] | None = None
+        # callee first: a subscriber dialling a scam number is the classic call-back scam
+        try:
+            number = normalize_phone(event.callee, region)
+        except NormalizationError:
+            unparsed = ["callee"]
+        else:
             hits = self._number_hits(number, at_ms)
             if hits:
-                if out is None:
-                    out = _Collector()
-                for ind in hits:
-                    out.add(rule, field, value, number, ind)
-        if out is None and not unparsed:
+                matches = [
+                    Match(Rule.CALLEE_SCAM_NUMBER, "callee", event.callee, number, ind)
+                    for ind in hits
+                ]
+        try:
+            number = normalize_phone(event.caller, region)
+        except NormalizationError:
+            unparsed = [*(unparsed or ()), "caller"]
+        else:
+            hits = self._number_hits(number, at_ms)
+            if hits:
+                matches = [
+                    *(matches or ()),
+                    *(
+                        Match(Rule.CALLER_SCAM_NUMBER, "caller", event.caller, number, ind)
+                        for ind in hits
+                    ),
+                ]
+        if matches is None and unparsed is None:
             return _EMPTY
-        return Verdict(tuple(out.matches) if out else (), tuple(unparsed))
+        return Verdict(tuple(matches or ()), tuple(unparsed or ()))
 
-    def _number_hits(self, number: str, at_ms: int) -> list[Indicator]:
-        """The exact ``phone`` and the longest ``phone_prefix`` active for ``number``."""
-        hits: list[Indicator] = []
+    def _number_hits(self, number: str, at_ms: int) -> Sequence[Indicator]:
+        """The exact ``phone`` and the longest ``phone_prefix`` active for ``number``, unless
+        the number is allowlisted."""
+        hits: list[Indicator] | None = None
         ind = self._phones.get(number)
         if ind is not None and ind.is_active(at_ms):
-            hits.append(ind)
+            hits = [ind]
         size = len(number)
+        prefixes = self._prefixes
         for length in self._prefix_lengths:
             if length <= size:
-                ind = self._prefixes.get(number[:length])
+                ind = prefixes.get(number[:length])
                 if ind is not None and ind.is_active(at_ms):
-                    hits.append(ind)
+                    hits = [*(hits or ()), ind]
                     break
-        if hits and self._number_allowlisted(number, at_ms):
-            return []
+        if hits is None or self._number_allowlisted(number, at_ms):
+            return ()
         return hits
 
     def _number_allowlisted(self, number: str, at_ms: int) -> bool:
@@ -243,14 +262,15 @@ class Matcher:
         return Verdict(tuple(out.matches), tuple(unparsed))
 
     def _match_host_field(self, observed: str, host: str, at_ms: int, out: _Collector) -> None:
-        if self._host_allowlisted(host, at_ms):
+        domains = self._domain_hits(host, at_ms)
+        keywords = self._keyword_hits(_host_texts(host), at_ms) if self._keywords else ()
+        # the allowlist is consulted only for a would-be alert (most events have none)
+        if (not domains and not keywords) or self._host_allowlisted(host, at_ms):
             return
-        for ind in self._domain_hits(host, at_ms):
+        for ind in domains:
             out.add(Rule.HOST_SCAM_DOMAIN, "host", observed, host, ind)
-        if self._keywords:
-            for text in _host_texts(host):
-                for ind in self._keyword_hits(text, at_ms):
-                    out.add(Rule.KEYWORD_IMPERSONATION, "host", observed, text, ind)
+        for text, ind in keywords:
+            out.add(Rule.KEYWORD_IMPERSONATION, "host", observed, text, ind)
 
     def _match_url_field(self, field: str, observed: str, at_ms: int, out: _Collector) -> bool:
         """Every rule on a URL-valued field; False when the value is not a URL."""
@@ -261,27 +281,35 @@ class Matcher:
         host = strip_port(hostport)
         url = hostport + rest
         tail = url[len(host) :]  # ":port/path?query" as the URL index stores it
-        if self._host_allowlisted(host, at_ms) or _url_hits(
-            self._allow_urls, self._allow_url_lengths, host, tail, at_ms
-        ):
-            return True
-        domain_rule = Rule.HOST_SCAM_DOMAIN if field == "url" else Rule.REFERRER_SCAM_DOMAIN
-        for ind in self._domain_hits(host, at_ms):
-            out.add(domain_rule, field, observed, host, ind)
-        for ind in _url_hits(self._urls, self._url_lengths, host, tail, at_ms):
-            out.add(Rule.URL_SCAM_URL, field, observed, url, ind)
+        domains = self._domain_hits(host, at_ms)
+        urls = _url_hits(self._urls, self._url_lengths, host, tail, at_ms) if self._urls else ()
+        numbers: list[tuple[str, str, Indicator]] = []
         if self._phones or self._prefixes:
             for run, candidate in numbers_in_text(observed):
                 try:
                     number = normalize_phone(candidate, self._default_region)
                 except NormalizationError:
                     continue
-                for ind in self._number_hits(number, at_ms):
-                    out.add(Rule.URL_SCAM_NUMBER, field, run, number, ind)
+                numbers.extend((run, number, ind) for ind in self._number_hits(number, at_ms))
+        keywords: Sequence[tuple[str, Indicator]] = ()
         if field == "url" and self._keywords:
-            for text in _url_texts(url, host):
-                for ind in self._keyword_hits(text, at_ms):
-                    out.add(Rule.KEYWORD_IMPERSONATION, field, observed, text, ind)
+            keywords = self._keyword_hits(_url_texts(url, host), at_ms)
+        if not (domains or urls or numbers or keywords):
+            return True
+        if self._host_allowlisted(host, at_ms) or (
+            self._allow_urls
+            and _url_hits(self._allow_urls, self._allow_url_lengths, host, tail, at_ms)
+        ):
+            return True
+        domain_rule = Rule.HOST_SCAM_DOMAIN if field == "url" else Rule.REFERRER_SCAM_DOMAIN
+        for ind in domains:
+            out.add(domain_rule, field, observed, host, ind)
+        for ind in urls:
+            out.add(Rule.URL_SCAM_URL, field, observed, url, ind)
+        for run, number, ind in numbers:
+            out.add(Rule.URL_SCAM_NUMBER, field, run, number, ind)
+        for text, ind in keywords:
+            out.add(Rule.KEYWORD_IMPERSONATION, field, observed, text, ind)
         return True
 
     def _domain_hits(self, host: str, at_ms: int) -> list[Indicator]:
@@ -311,16 +339,22 @@ class Matcher:
                 return False
             start = dot + 1
 
-    def _keyword_hits(self, text: str, at_ms: int) -> list[Indicator]:
-        found = {kw for _, kw in self._keyword_automaton.iter(text)}
-        hits: list[Indicator] = []
-        for kw in sorted(found):
-            ind = self._keywords[kw]
-            if not ind.is_active(at_ms):
-                continue
-            allowed = self._allow_keywords.get(kw)
-            if allowed is None or not allowed.is_active(at_ms):
-                hits.append(ind)
+    def _keyword_hits(self, texts: Sequence[str], at_ms: int) -> list[tuple[str, Indicator]]:
+        """(text, keyword) for each active, not allowlisted keyword found in one of
+        ``texts`` (the first text it is found in)."""
+        hits: list[tuple[str, Indicator]] = []
+        seen: set[str] = set()
+        for text in texts:
+            for _, kw in self._keyword_automaton.iter(text):
+                if kw in seen:
+                    continue
+                seen.add(kw)
+                ind = self._keywords[kw]
+                if not ind.is_active(at_ms):
+                    continue
+                allowed = self._allow_keywords.get(kw)
+                if allowed is None or not allowed.is_active(at_ms):
+                    hits.append((text, ind))
         return hits
 
 

@@ -162,3 +162,15 @@ def test_score_counts_false_positives_and_misses() -> None:
     assert result.recall == 0.5
     assert len(result.rule_mismatches) == 2
     assert traffic.expected_deadletters() == Counter({"invalid_json": 1})
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_truth_holds_for_other_seeds(
+    facts: TrafficIndicators, snapshot: IndicatorSnapshot, seed: int
+) -> None:
+    traffic = generate(facts, calls=400, web=400, seed=seed)
+    observed, rejected = _run_matcher(traffic, snapshot)
+    result = score(traffic, observed)
+    assert result.rule_mismatches == []
+    assert (result.precision, result.recall) == (1.0, 1.0)
+    assert len(rejected) == sum(traffic.expected_deadletters().values())

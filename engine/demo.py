@@ -340,6 +340,7 @@ async def _stream_and_collect(
             result.sent[str(stream)] = stats.sent
             result.not_json += stats.not_json
         total = sum(result.sent.values())
+        done_at: float | None = None
         deadline = time.monotonic() + options.timeout_s
         while time.monotonic() < deadline:
             if worker.proc.poll() is not None:
@@ -350,9 +351,11 @@ async def _stream_and_collect(
                 collector.result()  # raises what stopped it
             counts = scrape_events_total(worker.metrics_port) or {}
             result.processed = counts
-            done = sum(counts.values()) >= total
-            # verdicts are counted when sent; give the alert consumer a quiet second to catch up
-            if done and time.monotonic() - last_record > 1.0:
+            now = time.monotonic()
+            if done_at is None and sum(counts.values()) >= total:
+                done_at = now
+            # verdicts are counted when their sends start: give the last alerts time to arrive
+            if done_at is not None and now - done_at > 1.5 and now - last_record > 1.0:
                 return observed
             await asyncio.sleep(0.3)
         raise DemoError(

@@ -123,6 +123,7 @@ class Matcher:
         "_allow_urls",
         "_default_region",
         "_domains",
+        "_frozen",
         "_keyword_automaton",
         "_keywords",
         "_phones",
@@ -155,6 +156,13 @@ class Matcher:
         self._allow_domains = allow[IndicatorType.DOMAIN]
         self._allow_urls, self._allow_url_lengths = _url_index(allow[IndicatorType.URL])
         self._allow_keywords = allow[IndicatorType.KEYWORD]
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # immutable once built: workers swap whole matchers, never edit one in place
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"a built Matcher is immutable (tried to set {name!r})")
+        object.__setattr__(self, name, value)
 
     @classmethod
     def build(cls, snapshot: IndicatorSnapshot, *, default_region: str = "US") -> Matcher:

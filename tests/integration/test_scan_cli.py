@@ -16,6 +16,7 @@ import pytest
 
 from engine.core.feeds import SAMPLE_FEEDS_DIR, read_feed, sample_feeds
 from engine.core.models import Indicator
+from engine.schemas import validate
 from engine.store.redis import RedisStore
 
 TRAFFIC = SAMPLE_FEEDS_DIR.parent / "traffic"
@@ -66,7 +67,7 @@ def check_against_truth(stream: str, result: subprocess.CompletedProcess[bytes])
         assert alert["source"]["partition"] == 0
         assert alert["event"] == orjson.loads(lines[alert["source"]["offset"] - 1])
         assert alert["stream"] == stream
-        assert alert["matches"]
+        validate("alert.v1", alert)
     assert len({a["alert_id"] for a in alerts}) == len(alerts)
     stderr = result.stderr.decode()
     bad = [row for row in truth(stream) if row["deadletter"]]

@@ -381,6 +381,12 @@ def test_counts_version_and_empty_snapshot() -> None:
     assert empty.counts() == dict.fromkeys(T, 0)
 
 
+def test_a_built_matcher_is_immutable() -> None:
+    with pytest.raises(AttributeError, match="immutable"):
+        MATCHER.version = 8
+    assert MATCHER.version == 7
+
+
 def test_repeated_keys_in_a_snapshot_are_merged() -> None:
     snapshot = IndicatorSnapshot(
         1,

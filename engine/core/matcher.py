@@ -3,7 +3,8 @@
 Equality questions are plain dict lookups (E.164 numbers, every label suffix of a host,
 phone prefixes tried at each length that exists, URL paths at each length that exists for
 that host); substring questions use a pyahocorasick automaton (keywords). Expiry is checked
-at match time (``is_active(at_ms)``), so an indicator expires without a rebuild.
+at match time (``is_active(at_ms)``), so an indicator expires without a rebuild. Numbers in
+URLs are read with the matcher's default region (web events carry none).
 
 What each rule compares (the reference matcher in :mod:`engine.core.reference` states the
 same rules with plain loops, and property tests hold the two to the same answers):
@@ -57,10 +58,9 @@ from engine.errors import NormalizationError
 # a phone number written in a URL: digits with the separators people and sites put between
 # them; the run is maximal (so a number inside a longer digit run is not one) and must hold
 # 7..15 digits (E.164 allows at most 15)
-NUMBER_RUN_CHARS = frozenset("0123456789+-.() ")
 MIN_NUMBER_DIGITS = 7
 MAX_NUMBER_DIGITS = 15
-_NUMBER_RUN = re.compile(r"[+\-.() ]*[0-9][0-9+\-.() ]*")
+_NUMBER_RUN = re.compile(r"[0-9+\-.() ]+")  # maximal runs; linear even on hostile input
 _SEVEN_DIGITS = re.compile(r"[0-9](?:[+\-.() ]*[0-9]){6}")
 _DROP_SEPARATORS = str.maketrans("", "", "+-.() ")
 
@@ -80,7 +80,7 @@ def numbers_in_text(text: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for run_match in _NUMBER_RUN.finditer(decoded):
         run = run_match.group()
-        digits = run.translate(_DROP_SEPARATORS)
+        digits = run.translate(_DROP_SEPARATORS)  # the run holds nothing else
         if MIN_NUMBER_DIGITS <= len(digits) <= MAX_NUMBER_DIGITS:
             plus = "+" in run[: run.find(digits[0])]
             found.append((run.strip(" -."), ("+" if plus else "") + digits))

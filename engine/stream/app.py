@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -230,12 +230,3 @@ def fatal_via(worker_crash: Callable[[BaseException], Awaitable[None]]) -> Fatal
         task.add_done_callback(tasks.discard)
 
     return handler
-
-
-def topics_of(settings: Settings) -> Sequence[str]:
-    return (
-        settings.topic_calls,
-        settings.topic_web,
-        settings.topic_alerts,
-        settings.topic_deadletter,
-    )

@@ -368,10 +368,36 @@ async def _stream_and_collect(
             await collector
 
 
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises SystemExit, so the cleanup (worker, topics, stack) still runs."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_demo(
     options: DemoOptions, console: Console | None = None, settings: Settings | None = None
 ) -> DemoResult:
-    """Run the demo; returns what it measured (``ok`` False with ``error`` on failure)."""
+    """Run the demo; returns what it measured (``ok`` False with ``error`` on failure).
+    Whatever happens (an error, Ctrl-C, SIGTERM), what it started is stopped."""
+    with _sigterm_unwinds():
+        return _run_demo(options, console, settings)
+
+
+def _run_demo(
+    options: DemoOptions, console: Console | None, settings: Settings | None
+) -> DemoResult:
     console = console or Console()
     settings = settings or get_settings()
     result = DemoResult(run_id=f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import redis
 from rich.console import Console
 
@@ -61,16 +62,20 @@ def test_demo_summary_matches_the_truth(
 
 def test_demo_command_prints_alerts_and_the_summary(kafka_bootstrap: str) -> None:
     env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "demo"],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=170,
         env=env,
-        check=False,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out = done.stdout
+    try:
+        out, err = proc.communicate(timeout=170)
+    finally:
+        if proc.poll() is None:  # SIGTERM: the demo stops its worker before it exits
+            proc.terminate()
+            proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
     assert "callee_scam_number" in out
     assert re.search(r"HIGH\s+callee_scam_number\s+\S+/\S+-sub-\d{4}\s+callee=", out)
     assert "keyword_impersonation" in out
@@ -78,6 +83,36 @@ def test_demo_command_prints_alerts_and_the_summary(kafka_bootstrap: str) -> Non
     assert re.search(r"precision\s+│\s+1\.000", out)
     assert re.search(r"recall\s+│\s+1\.000", out)
     assert "worker stopped (exit 0)" in out
+
+
+def test_sigterm_stops_the_demo_and_its_worker(kafka_bootstrap: str) -> None:
+    """A demo stopped by SIGTERM mid-run still stops the worker it started."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "demo", "--rate", "20", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    out = ""
+    worker_pid = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # bounded: the demo prints "pid N" within its worker stage
+            out += line
+            found = re.search(r"pid (\d+), metrics on", line)
+            if found:
+                worker_pid = int(found.group(1))
+                break
+        assert worker_pid is not None, out
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=60)
+        out += rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert "worker stopped" in out
+    assert not psutil.pid_exists(worker_pid) or psutil.Process(worker_pid).status() == "zombie"
 
 
 def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:

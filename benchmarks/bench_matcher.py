@@ -615,6 +615,7 @@ def table(results: list[dict[str, Any]], date: str) -> None:
     base = Table(title="Against baselines measured in the same run")
     for col in (
         "indicators",
+        "same answers",
         "ref calls/s",
         "calls × ref",
         "ref web/s",
@@ -697,7 +698,16 @@ def main() -> None:
     parser.add_argument("--ref-budget", type=float, default=4.0, help="seconds per stream")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one size
+    parser.add_argument(
+        "--render", type=Path, help="only redraw the table and plot from a results JSON file"
+    )
     args = parser.parse_args()
+
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        table(saved["results"], saved["date"])
+        plot(saved["results"], args.render.with_suffix(".png"))
+        return
 
     if args.one:
         result = measure(args.one, args.seed, args.calls, args.web, args.ref_budget)

@@ -1,17 +1,20 @@
 """``scamwatch scan``: match a JSON-lines file of events offline (retro-hunt, no Kafka).
 
-Indicators come from Redis (``SCAMWATCH_REDIS_URL``) unless ``--indicators`` feed files are
-given, in which case they are read into a memory store and Redis is never contacted.
-``--allowlist`` files are added to whichever allowlist is in use. A feed is ``PATH`` or
-``TYPE:PATH`` (``domain:scam_domains.txt``): the type of a plain-text feed's values, which
-``--type`` gives for every feed that names none. Alerts are alert.v1 JSON
-lines on stdout (or ``--output``); counts and every invalid line (with its line number and
-reason) go to stderr. An offline alert's ``source`` is ``{topic: <file name>, partition: 0,
+Indicators come from Redis (``SCAMWATCH_REDIS_URL``, ``SCAMWATCH_REDIS_PREFIX``) unless
+``--indicators`` feed files are given, in which case they are read into a memory store and
+Redis is never contacted. ``--allowlist`` files are added to whichever allowlist is in use.
+A feed is ``PATH`` or ``TYPE:PATH`` (``domain:scam_domains.txt``): the type of a plain-text
+feed's values, which ``--type`` gives for every feed that names none.
+
+Alerts are alert.v1 JSON lines on stdout (or ``--output``); counts and every invalid line
+(with its line number and reason) go to stderr; bad lines never stop the scan. A ``.gz`` file
+is read compressed. An offline alert's ``source`` is ``{topic: <file name>, partition: 0,
 offset: <line number, from 1>}``. Expiry is judged at the time of the scan.
 """
 
 from __future__ import annotations
 
+import gzip
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -193,8 +196,9 @@ def scan_file(
     """Match every line of ``path``; bad lines are counted and listed, never fatal."""
     at_ms = now_ms()
     max_bytes = get_settings().max_record_bytes
+    opener = gzip.open if path.suffix == ".gz" else open  # old logs are often compressed
     topic = path.name
-    with path.open("rb") as lines:
+    with opener(path, "rb") as lines:
         for lineno, line in enumerate(lines, start=1):
             raw = line.rstrip(b"\r\n")
             if not raw.strip():

@@ -4,6 +4,7 @@ checked against the traffic generator's ground truth (truth.jsonl)."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import subprocess
@@ -150,6 +151,18 @@ def test_output_file_and_rerun_gives_the_same_alert_ids(tmp_path: Path) -> None:
     second = run_scan(args, SCAMWATCH_REDIS_URL=NO_REDIS)
     assert [a["alert_id"] for a in alerts_of(out.read_bytes())] == ids
     assert second.returncode == 0
+
+
+def test_gzipped_events_are_read(tmp_path: Path) -> None:
+    packed = tmp_path / "calls.jsonl.gz"
+    packed.write_bytes(gzip.compress((TRAFFIC / "calls.jsonl").read_bytes()))
+    result = run_scan(
+        [str(packed), "--stream", "calls", *feed_args()], SCAMWATCH_REDIS_URL=NO_REDIS
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    alerts = alerts_of(result.stdout)
+    assert {(a["event_id"], a["rule"]) for a in alerts} == expected_alerts("calls")
+    assert {a["source"]["topic"] for a in alerts} == {"calls.jsonl.gz"}
 
 
 def test_unreachable_redis_without_feed_files_fails_clearly() -> None:

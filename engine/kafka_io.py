@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
@@ -122,10 +123,19 @@ class ReplayStats:
 
 
 def iter_file_lines(path: Path) -> Iterator[tuple[bytes, int]]:
-    """Each line of a file as raw bytes (line ending removed) with the bytes it took."""
-    with path.open("rb") as fh:
-        for raw in fh:
-            yield raw.rstrip(b"\r\n"), len(raw)
+    """Each line of a file (``.gz`` read through gzip) as raw bytes, line ending removed,
+    with how far into the file (on disk) it moved, for a progress bar."""
+    with path.open("rb") as raw:
+        if path.suffix != ".gz":
+            for line in raw:
+                yield line.rstrip(b"\r\n"), len(line)
+            return
+        with gzip.GzipFile(fileobj=raw) as fh:
+            done = 0
+            for line in fh:
+                position = raw.tell()
+                yield line.rstrip(b"\r\n"), position - done
+                done = position
 
 
 async def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

@@ -46,7 +46,7 @@ def replay(
             exists=True,
             dir_okay=False,
             readable=True,
-            help="JSON-lines file of call.v1 or web.v1 events.",
+            help="JSON-lines file of call.v1 or web.v1 events (.gz read as gzip).",
         ),
     ],
     stream: Annotated[StreamName, typer.Option("--stream", help="Which input stream.")],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import subprocess
 import sys
@@ -82,6 +83,21 @@ def test_replay_sends_every_line_keyed_and_counts_non_json(
     assert keys[garbage] is None  # not JSON: no key, the worker dead-letters it
     assert keys[lines[0]] == b"telco-a:e-0"  # no subscriber: partner + event (call) id
     assert keys[lines[1]] == b"telco-a:sub-1"
+
+
+def test_replay_reads_gzip_files(
+    kafka_bootstrap: str, settings: Settings, unique_name: str, tmp_path: Path
+) -> None:
+    topic = f"{unique_name}-calls"
+    asyncio.run(ensure_topics(settings, [topic]))
+    lines = [orjson.dumps(_call(n)) for n in range(25)]
+    feed = tmp_path / "calls.jsonl.gz"
+    feed.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    done = _run(["replay", str(feed), "--stream", "calls", "--topic", topic], kafka_bootstrap)
+    assert done.returncode == 0, done.stderr
+    assert "sent 25 events" in done.stderr
+    got = asyncio.run(_consume_all(kafka_bootstrap, topic, 25))
+    assert sorted(value for _, value in got) == sorted(lines)
 
 
 def test_replay_fails_clearly_on_a_missing_file(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"bench:{uuid.uuid4().hex[:10]}:"
     client = redis.Redis.from_url(url)
     store = RedisStore(client, prefix=prefix)
+    redis_version = str(client.info("server")["redis_version"])
 
     with tempfile.TemporaryDirectory(prefix="scamwatch-bench-") as tmp:
         feed = Path(tmp) / "indicators.csv"
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_met": load_s <= TARGET_SECONDS * args.lines / 1_000_000,
         "batch": LOAD_BATCH,
         "python": platform.python_version(),
-        "redis_version": redis.Redis.from_url(url).info("server")["redis_version"],
+        "redis_version": redis_version,
         "generated_s": round(generate_s, 1),
     }
 

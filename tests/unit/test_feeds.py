@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -386,3 +387,19 @@ def test_txt_inline_comments_and_url_fragments(tmp_path: Path) -> None:
             {"type": "url", "value": "http://a.example/x#frag"}, source=None, region="US"
         ).value
     ]
+
+
+def test_exported_records_follow_the_indicator_schema() -> None:
+    schema_path = Path(__file__).resolve().parents[2] / "schemas" / "indicator.v1.json"
+    validator = jsonschema.Draft202012Validator(orjson.loads(schema_path.read_bytes()))
+    indicators = [
+        i
+        for name in ("indicators.csv", "indicators.jsonl", "stix_bundle.json", "misp_event.json")
+        for i in read_feed(FEEDS / name)
+        if isinstance(i, Indicator)
+    ]
+    assert len(indicators) >= 15
+    for ind in indicators:
+        record = orjson.loads(orjson.dumps(indicator_to_record(ind)))
+        errors = [e.message for e in validator.iter_errors(record)]
+        assert not errors, (record, errors)

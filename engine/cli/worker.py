@@ -45,6 +45,7 @@ def worker(
 def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
     """Start the worker and block until it stops; returns the process exit code."""
     import faust
+    import uvloop
 
     from engine.metrics import WorkerMetrics
     from engine.store.redis import RedisStore
@@ -77,7 +78,9 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
         default_region=settings.default_region,
         poll_interval=settings.indicator_poll_seconds,
     )
-    loop = asyncio.new_event_loop()
+    # uvloop: the per-record work around our code is mostly asyncio machinery (futures,
+    # callbacks, the consumer's waits), which uvloop runs in C
+    loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     # no consuming before the indicators are in (unless Redis stays down: then loudly empty)
     loop.run_until_complete(follower.load(settings.snapshot_wait_seconds))

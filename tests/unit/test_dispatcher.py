@@ -1,5 +1,5 @@
-"""Ack-after-delivery, without Kafka: an event is acked only once every record produced for it
-is acknowledged; a failed send never acks and stops the worker."""
+"""Ack-after-delivery, without Kafka: an input record is acked only once every record produced
+for it is acknowledged; a failed send never acks and stops the worker."""
 
 from __future__ import annotations
 
@@ -22,21 +22,22 @@ SNAPSHOT = IndicatorSnapshot(
 
 @dataclass
 class FakeMessage:
+    """A Faust ``Message`` as the dispatcher uses it: acked through the app's consumer."""
+
     value: bytes
     key: bytes | None = b"k"
     topic: str = "calls"
     partition: int = 0
     offset: int = 0
-
-
-@dataclass
-class FakeEvent:
-    message: FakeMessage
     acks: int = 0
 
-    def ack(self) -> bool:
+    def ack(self, consumer: object) -> bool:
+        assert consumer is CONSUMER
         self.acks += 1
         return True
+
+
+CONSUMER = object()
 
 
 @dataclass
@@ -56,6 +57,7 @@ class FakeProducer:
 @dataclass
 class FakeApp:
     producer: FakeProducer = field(default_factory=FakeProducer)
+    consumer: object = CONSUMER
 
 
 def setup() -> tuple[Dispatcher, FakeApp, list[BaseException], WorkerMetrics]:
@@ -78,11 +80,11 @@ def call(callee: str) -> bytes:
     )
 
 
-async def test_clean_event_is_acked_at_once() -> None:
+async def test_clean_record_is_acked_at_once() -> None:
     dispatcher, app, fatal, metrics = setup()
-    event = FakeEvent(FakeMessage(call("+12025550111")))
-    await dispatcher.handle(app, Stream.CALLS, event)  # type: ignore[arg-type]
-    assert event.acks == 1
+    message = FakeMessage(call("+12025550111"))
+    await dispatcher.handle(app, Stream.CALLS, message)
+    assert message.acks == 1
     assert app.producer.sent == []
     assert fatal == []
     assert (
@@ -93,39 +95,98 @@ async def test_clean_event_is_acked_at_once() -> None:
     )
 
 
-async def test_alert_event_is_acked_only_after_the_broker_acknowledges() -> None:
+async def test_alert_record_is_acked_only_after_the_broker_acknowledges() -> None:
     dispatcher, app, fatal, _ = setup()
-    event = FakeEvent(FakeMessage(call("+18005550199")))
-    await dispatcher.handle(app, Stream.CALLS, event)  # type: ignore[arg-type]
+    message = FakeMessage(call("+18005550199"))
+    await dispatcher.handle(app, Stream.CALLS, message)
     assert [t for t, _, _ in app.producer.sent] == ["a"]
     await asyncio.sleep(0)
-    assert event.acks == 0  # sent, not yet acknowledged
+    assert message.acks == 0  # sent, not yet acknowledged
     app.producer.pending[0].set_result(None)
     await asyncio.sleep(0)
     await asyncio.sleep(0)
-    assert event.acks == 1
+    assert message.acks == 1
     assert fatal == []
 
 
 async def test_dead_letter_is_acked_after_delivery_too() -> None:
     dispatcher, app, _, _ = setup()
-    event = FakeEvent(FakeMessage(b"{broken", key=b"in"))
-    await dispatcher.handle(app, Stream.CALLS, event)  # type: ignore[arg-type]
+    message = FakeMessage(b"{broken", key=b"in")
+    await dispatcher.handle(app, Stream.CALLS, message)
     assert [(t, k) for t, k, _ in app.producer.sent] == [("d", b"in")]
-    assert event.acks == 0
+    assert message.acks == 0
     app.producer.pending[0].set_result(None)
     await asyncio.sleep(0)
     await asyncio.sleep(0)
-    assert event.acks == 1
+    assert message.acks == 1
 
 
 async def test_failed_send_never_acks_and_stops_the_worker() -> None:
     dispatcher, app, fatal, metrics = setup()
-    event = FakeEvent(FakeMessage(call("+18005550199")))
-    await dispatcher.handle(app, Stream.CALLS, event)  # type: ignore[arg-type]
+    message = FakeMessage(call("+18005550199"))
+    await dispatcher.handle(app, Stream.CALLS, message)
     app.producer.pending[0].set_exception(RuntimeError("broker said no"))
     await asyncio.sleep(0)
     await asyncio.sleep(0)
-    assert event.acks == 0
+    assert message.acks == 0
     assert [str(e) for e in fatal] == ["broker said no"]
     assert metrics.registry.get_sample_value("scamwatch_send_failures_total") == 1
+
+
+def two_alerts() -> tuple[Dispatcher, FakeApp, list[BaseException]]:
+    snapshot = IndicatorSnapshot(
+        version=1,
+        indicators=(
+            Indicator(IndicatorType.PHONE, "+18005550199", sources=("f",)),
+            Indicator(IndicatorType.PHONE, "+18005550123", sources=("f",)),
+        ),
+    )
+    matcher = Matcher.build(snapshot)
+    fatal: list[BaseException] = []
+    processor = RecordProcessor(matcher=lambda: matcher, alerts_topic="a", deadletter_topic="d")
+    return Dispatcher(processor, WorkerMetrics(), on_fatal=fatal.append), FakeApp(), fatal
+
+
+def call_between(caller: str, callee: str) -> bytes:
+    record = {"event_id": "e", "ts": 1_764_000_000_000, "partner_id": "p"}
+    return orjson.dumps(record | {"caller": caller, "callee": callee})
+
+
+async def test_record_with_two_alerts_is_acked_only_after_both_are_acknowledged() -> None:
+    dispatcher, app, fatal = two_alerts()
+    message = FakeMessage(call_between("+18005550123", "+18005550199"))
+    await dispatcher.handle(app, Stream.CALLS, message)
+    assert len(app.producer.sent) == 2
+    app.producer.pending[1].set_result(None)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert message.acks == 0  # one of two acknowledged
+    app.producer.pending[0].set_result(None)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert message.acks == 1
+    assert fatal == []
+
+
+async def test_one_failed_send_of_two_never_acks() -> None:
+    dispatcher, app, fatal = two_alerts()
+    message = FakeMessage(call_between("+18005550123", "+18005550199"))
+    await dispatcher.handle(app, Stream.CALLS, message)
+    app.producer.pending[0].set_exception(RuntimeError("broker said no"))
+    app.producer.pending[1].set_result(None)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert message.acks == 0
+    assert [str(e) for e in fatal] == ["broker said no"]
+
+
+async def test_cancelled_send_never_acks() -> None:
+    dispatcher, app, fatal = two_alerts()
+    message = FakeMessage(call_between("+18005550123", "+18005550199"))
+    await dispatcher.handle(app, Stream.CALLS, message)
+    app.producer.pending[0].cancel()
+    app.producer.pending[1].set_result(None)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert message.acks == 0
+    assert fatal == []

@@ -504,7 +504,9 @@ def _cleanup(
     if started_parts and not options.keep_stack:
         from engine import stack
 
-        stack.stack_down(settings, report=lambda line: console.print(f"[dim]  {line}[/]"))
+        stack.stack_down(
+            settings, report=lambda line: console.print(f"[dim]  {line}[/]"), only=started_parts
+        )
         result.stack_note = f"stack: stopped {' and '.join(started_parts)} (the demo started it)"
     elif started_parts:
         result.stack_note = (

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -26,7 +27,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -187,16 +188,24 @@ def _spawn(cmd: list[str], *, cwd: Path, log: Path, env: dict[str, str] | None =
     return proc.pid
 
 
+def _signal(pid: int, sig: signal.Signals) -> None:
+    """Signal the part's process group (we start each in a session of its own), or the
+    process alone when it leads no group."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
 def _stop_pid(pid: int, timeout: float = 30.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+    _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):
             return
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    _signal(pid, signal.SIGKILL)
     for _ in range(50):
         if not _alive(pid):
             return
@@ -479,23 +488,44 @@ def _random_cluster_id() -> str:
 # ---------------------------------------------------------------------------------- facade
 
 
+@contextlib.contextmanager
+def _stack_lock(settings: Settings) -> Iterator[None]:
+    """One `stack up`/`down` at a time per state directory: two concurrent runs would both
+    start a broker on the same data directory and orphan one of them."""
+    directory = state_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "stack.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def stack_up(settings: Settings, report: Report = print) -> list[PartStatus]:
-    state_dir(settings).mkdir(parents=True, exist_ok=True)
-    return [redis_up(settings, report), kafka_up(settings, report)]
+    with _stack_lock(settings):
+        return [redis_up(settings, report), kafka_up(settings, report)]
 
 
-def stack_down(settings: Settings, report: Report = print) -> list[str]:
-    """Stop what `stack up` started (and only that); returns the names stopped."""
-    stopped = []
-    for name in ("kafka", "redis"):
-        pid = _read_pid(settings, name)
-        if pid is None:
-            report(f"{name}: not started by scamwatch, left alone")
-            continue
-        report(f"stopping {name} (pid {pid}) ...")
-        _stop_pid(pid)
-        _pid_file(settings, name).unlink(missing_ok=True)
-        stopped.append(name)
+def stack_down(
+    settings: Settings, report: Report = print, *, only: Iterable[str] | None = None
+) -> list[str]:
+    """Stop what `stack up` started (and only that), or only the parts named in ``only``;
+    returns the names stopped."""
+    wanted = set(only) if only is not None else {"kafka", "redis"}
+    stopped: list[str] = []
+    with _stack_lock(settings):
+        for name in ("kafka", "redis"):
+            if name not in wanted:
+                continue
+            pid = _read_pid(settings, name)
+            if pid is None:
+                report(f"{name}: not started by scamwatch, left alone")
+                continue
+            report(f"stopping {name} (pid {pid}) ...")
+            _stop_pid(pid)
+            _pid_file(settings, name).unlink(missing_ok=True)
+            stopped.append(name)
     return stopped
 
 

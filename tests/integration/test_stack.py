@@ -131,6 +131,7 @@ def test_stack_cli_up_twice_status_down(tmp_path: Path) -> None:
             [*cli, *args], env=env, capture_output=True, text=True, timeout=240, check=False
         )
 
+    pids: list[int] = []
     try:
         first = run("stack", "up")
         assert first.returncode == 0, first.stdout + first.stderr
@@ -141,7 +142,7 @@ def test_stack_cli_up_twice_status_down(tmp_path: Path) -> None:
         status = run("stack", "status")
         assert status.returncode == 0, status.stdout
         assert "19192" in status.stdout and "16479" in status.stdout
-        pids = [int((tmp_path / "state" / f"{n}.pid").read_text()) for n in ("kafka", "redis")]
+        pids += [int((tmp_path / "state" / f"{n}.pid").read_text()) for n in ("kafka", "redis")]
     finally:
         down = run("stack", "down")
     assert down.returncode == 0, down.stdout + down.stderr

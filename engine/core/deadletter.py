@@ -27,7 +27,9 @@ def build_deadletter(
     """One deadletter.v1 record. ``raw`` is kept as text when it is UTF-8, else base64.
 
     With ``max_raw_bytes``, a longer ``raw`` keeps only its first bytes and the record says
-    so (``raw_truncated``, ``raw_size``): a dead-letter must fit in a Kafka record.
+    so (``raw_truncated``, ``raw_size``): a dead-letter must fit in a Kafka record. Text or
+    base64 is decided on the whole ``raw``; kept text is cut on a character boundary (at
+    most ``max_raw_bytes`` bytes of UTF-8), base64 holds the first ``max_raw_bytes`` bytes.
     """
     record: dict[str, Any] = {
         "reason": reason,
@@ -36,13 +38,26 @@ def build_deadletter(
         "source": source.as_dict(),
     }
     data = raw if raw is not None else b""
+    # text or base64 is decided on the whole record, before any cut: a cut may split a
+    # character, and valid text must not turn into base64 for that
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        is_text = False
+    else:
+        is_text = True
     if max_raw_bytes is not None and len(data) > max_raw_bytes:
         record["raw_truncated"] = True
         record["raw_size"] = len(data)
-        data = data[:max_raw_bytes]
-    try:
+        cut = max(max_raw_bytes, 0)
+        if is_text:
+            # back off to a character boundary: never cut before a continuation byte
+            while cut > 0 and data[cut] & 0xC0 == 0x80:
+                cut -= 1
+        data = data[:cut]
+    if is_text:
         record["raw"] = data.decode("utf-8")
-    except UnicodeDecodeError:
+    else:
         record["raw"] = base64.b64encode(data).decode("ascii")
         record["raw_encoding"] = "base64"
     record["ts"] = rfc3339_ms(emitted_ms)

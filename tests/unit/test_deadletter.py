@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from engine.core.deadletter import PROCESSING_ERROR, build_deadletter, describe_exception
 from engine.core.models import SourcePosition, Stream
+from engine.schemas import validate
 
 SOURCE = SourcePosition(topic="calls", partition=2, offset=17)
 EMITTED = 1_764_000_000_123  # 2025-11-24T16:00:00.123Z
@@ -84,3 +87,58 @@ def test_raw_longer_than_the_cap_keeps_a_prefix_and_says_so() -> None:
     assert record["raw"] == "a" * 10
     assert record["raw_truncated"] is True
     assert record["raw_size"] == 100
+
+
+def test_truncated_text_stays_text_cut_on_a_character_boundary() -> None:
+    raw = ("é" * 100).encode()  # two bytes each: a cut at an odd byte splits one
+    record = build_deadletter(
+        Stream.CALLS,
+        raw,
+        reason="schema_violation",
+        error="e",
+        source=SOURCE,
+        emitted_ms=EMITTED,
+        max_raw_bytes=11,
+    )
+    assert "raw_encoding" not in record
+    assert record["raw"] == "é" * 5  # 10 bytes: the 6th character would not fit whole
+    assert record["raw_truncated"] is True
+    assert record["raw_size"] == 200
+    validate("deadletter.v1", record)
+
+
+def test_truncated_binary_stays_base64_of_the_byte_prefix() -> None:
+    raw = b"abc" + b"\xff" + b"d" * 100  # not UTF-8 as a whole, though its first bytes are
+    record = build_deadletter(
+        Stream.WEB,
+        raw,
+        reason="invalid_utf8",
+        error="e",
+        source=SOURCE,
+        emitted_ms=EMITTED,
+        max_raw_bytes=3,
+    )
+    assert record["raw_encoding"] == "base64"
+    assert base64.b64decode(record["raw"]) == b"abc"
+    assert (record["raw_truncated"], record["raw_size"]) == (True, 104)
+    validate("deadletter.v1", record)
+
+
+@pytest.mark.parametrize("limit", range(0, 12))
+def test_truncated_text_never_exceeds_the_cap_at_any_cut(limit: int) -> None:
+    raw = "aé€😀b".encode()  # characters of 1, 2, 3 and 4 bytes (11 bytes)
+    record = build_deadletter(
+        Stream.CALLS,
+        raw,
+        reason="invalid_json",
+        error="e",
+        source=SOURCE,
+        emitted_ms=EMITTED,
+        max_raw_bytes=limit,
+    )
+    assert "raw_encoding" not in record
+    kept = record["raw"].encode()
+    assert len(kept) <= limit
+    assert raw.startswith(kept)
+    assert len(kept) > limit - 4  # only the split character is dropped
+    validate("deadletter.v1", record)

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from engine.kafka_io import ensure_topics, iter_records
+from engine.kafka_io import ensure_topics, iter_records, make_producer, replay_lines
 from engine.settings import Settings
 
 CLI = [sys.executable, "-m", "engine.cli"]
@@ -98,6 +98,30 @@ def test_replay_reads_gzip_files(
     assert "sent 25 events" in done.stderr
     got = asyncio.run(_consume_all(kafka_bootstrap, topic, 25))
     assert sorted(value for _, value in got) == sorted(lines)
+
+
+def test_replay_producer_waits_for_every_in_sync_replica(
+    kafka_bootstrap: str, settings: Settings, unique_name: str
+) -> None:
+    """acks=all: a record replay counts as sent survives a leader failover (acks=1 would
+    lose what the old leader had not replicated yet)."""
+    topic = f"{unique_name}-calls"
+    asyncio.run(ensure_topics(settings, [topic]))
+
+    async def replay_through_it() -> int:
+        producer = await make_producer(settings)
+        try:
+            # aiokafka keeps the acks it sends in produce requests on its sender, not in
+            # public API: "all" is stored as -1
+            assert producer._sender._acks == -1
+            lines = [(orjson.dumps(_call(n)), 1) for n in range(5)]
+            stats = await replay_lines(lines, topic=topic, settings=settings, producer=producer)
+        finally:
+            await producer.stop()
+        return stats.sent
+
+    assert asyncio.run(replay_through_it()) == 5
+    assert len(asyncio.run(_consume_all(kafka_bootstrap, topic, 5))) == 5
 
 
 def test_replay_fails_clearly_on_a_missing_file(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -225,14 +225,9 @@ class Matcher:
         ind = self._phones.get(number)
         if ind is not None and ind.is_active(at_ms):
             hits = [ind]
-        size = len(number)
-        prefixes = self._prefixes
-        for length in self._prefix_lengths:
-            if length <= size:
-                ind = prefixes.get(number[:length])
-                if ind is not None and ind.is_active(at_ms):
-                    hits = [*(hits or ()), ind]
-                    break
+        ind = _prefix_lookup(self._prefixes, self._prefix_lengths, number, at_ms)
+        if ind is not None:
+            hits = [*(hits or ()), ind]
         if hits is None or self._number_allowlisted(number, at_ms):
             return ()
         return hits
@@ -241,13 +236,8 @@ class Matcher:
         ind = self._allow_phones.get(number)
         if ind is not None and ind.is_active(at_ms):
             return True
-        size = len(number)
-        for length in self._allow_prefix_lengths:
-            if length <= size:
-                ind = self._allow_prefixes.get(number[:length])
-                if ind is not None and ind.is_active(at_ms):
-                    return True
-        return False
+        allow = self._allow_prefixes
+        return _prefix_lookup(allow, self._allow_prefix_lengths, number, at_ms) is not None
 
     # -- web -----------------------------------------------------------------------------
 
@@ -321,31 +311,11 @@ class Matcher:
         return True
 
     def _domain_hits(self, host: str, at_ms: int) -> list[Indicator]:
-        hits: list[Indicator] = []
-        domains = self._domains
-        start = 0
-        while True:
-            ind = domains.get(host[start:] if start else host)
-            if ind is not None and ind.is_active(at_ms):
-                hits.append(ind)
-            dot = host.find(".", start)
-            if dot < 0:
-                return hits
-            start = dot + 1
+        return _suffix_lookup(self._domains, host, at_ms)
 
     def _host_allowlisted(self, host: str, at_ms: int) -> bool:
         allow = self._allow_domains
-        if not allow:
-            return False
-        start = 0
-        while True:
-            ind = allow.get(host[start:] if start else host)
-            if ind is not None and ind.is_active(at_ms):
-                return True
-            dot = host.find(".", start)
-            if dot < 0:
-                return False
-            start = dot + 1
+        return bool(allow) and bool(_suffix_lookup(allow, host, at_ms, first=True))
 
     def _keyword_hits(self, texts: Sequence[str], at_ms: int) -> list[tuple[str, Indicator]]:
         """(text, keyword) for each active, not allowlisted keyword found in one of
@@ -379,6 +349,41 @@ def _by_type(entries: Iterable[Indicator]) -> dict[IndicatorType, dict[str, Indi
 def _lengths(table: Mapping[str, object]) -> tuple[int, ...]:
     """Distinct key lengths, longest first (a prefix lookup tries only these)."""
     return tuple(sorted({len(k) for k in table}, reverse=True))
+
+
+def _suffix_lookup(
+    table: Mapping[str, Indicator], host: str, at_ms: int, *, first: bool = False
+) -> list[Indicator]:
+    """The active entries of ``table`` for ``host`` and each of its label suffixes
+    (``a.b.c``, ``b.c``, ``c``: label boundaries only), longest first; with ``first``, only
+    the first one found. Serves both the indicator and the allowlist lookups."""
+    hits: list[Indicator] = []
+    start = 0
+    while True:
+        ind = table.get(host[start:] if start else host)
+        if ind is not None and ind.is_active(at_ms):
+            hits.append(ind)
+            if first:
+                return hits
+        dot = host.find(".", start)
+        if dot < 0:
+            return hits
+        start = dot + 1
+
+
+def _prefix_lookup(
+    table: Mapping[str, Indicator], lengths: Sequence[int], number: str, at_ms: int
+) -> Indicator | None:
+    """The longest active entry of ``table`` that ``number`` starts with (``lengths``: the
+    table's key lengths, longest first, from :func:`_lengths`), or ``None``. Serves both the
+    indicator and the allowlist lookups."""
+    size = len(number)
+    for length in lengths:
+        if length <= size:
+            ind = table.get(number[:length])
+            if ind is not None and ind.is_active(at_ms):
+                return ind
+    return None
 
 
 # a URL index entry: the indicator, and whether it must end at the URL's host[:port] (it has

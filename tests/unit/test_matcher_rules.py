@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from engine.core.events import decode_call, decode_web
-from engine.core.matcher import Matcher, numbers_in_text
+from engine.core.matcher import Matcher, _lengths, _prefix_lookup, _suffix_lookup, numbers_in_text
 from engine.core.models import (
     Indicator,
     IndicatorSnapshot,
@@ -379,6 +379,37 @@ def test_counts_version_and_empty_snapshot() -> None:
     )
     assert empty.match_web(decode_web(raw), NOW) == Verdict()
     assert empty.counts() == dict.fromkeys(T, 0)
+
+
+def test_one_suffix_lookup_serves_indicators_and_allowlist() -> None:
+    table = {d: ind(T.DOMAIN, d) for d in ("evil.com", "a.evil.com", "com", "x.a.evil.com.example")}
+    table["old.evil.com"] = ind(T.DOMAIN, "old.evil.com", valid_until=NOW - 1)
+    # every active label suffix, longest first; never a suffix that is not at a label boundary
+    assert [i.value for i in _suffix_lookup(table, "x.a.evil.com", NOW)] == [
+        "a.evil.com",
+        "evil.com",
+        "com",
+    ]
+    assert [i.value for i in _suffix_lookup(table, "x.a.evil.com", NOW, first=True)] == [
+        "a.evil.com"
+    ]
+    assert [i.value for i in _suffix_lookup(table, "old.evil.com", NOW, first=True)] == [
+        "evil.com"  # the expired exact entry is passed over
+    ]
+    assert _suffix_lookup(table, "notevil.org", NOW) == []
+    assert _suffix_lookup({}, "evil.com", NOW, first=True) == []
+
+
+def test_one_prefix_lookup_serves_indicators_and_allowlist() -> None:
+    table = {p: ind(T.PHONE_PREFIX, p) for p in ("+1", "+1800", "+18005550199")}
+    table["+1800555"] = ind(T.PHONE_PREFIX, "+1800555", valid_until=NOW - 1)
+    lengths = _lengths(table)
+    found_prefix = _prefix_lookup(table, lengths, "+18005550123", NOW)
+    assert found_prefix is not None and found_prefix.value == "+1800"  # longest active
+    exact = _prefix_lookup(table, lengths, "+18005550199", NOW)
+    assert exact is not None and exact.value == "+18005550199"
+    assert _prefix_lookup(table, lengths, "+44", NOW) is None
+    assert _prefix_lookup({}, (), "+18005550199", NOW) is None
 
 
 def test_a_built_matcher_is_immutable() -> None:

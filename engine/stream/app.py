@@ -1,13 +1,16 @@
 """The Faust app: the consumer group, rebalancing, offsets and commits, the producer, the web
 server and the lifecycle are Faust's; the per-record data path is ours and thin.
 
-Why no Faust agents on the data path: a worker spent ~75 % of its CPU per record in the
-machinery between the consumer and an agent (channel queue, ``Stream.__aiter__`` and its
-sensors, the agent's task), ~255 µs a record for ~2.8k records/s on one core, against the
-30k/s of a bare consume -> produce loop. So each input topic is an :class:`InlineTopic`: the
-Faust Conductor, which hands each fetched record to the channels subscribed to its topic,
-calls our handler directly (in the consumer's task, one record at a time, in partition
-order); there is no queue and no agent behind it.
+Why no Faust agents on the data path (DESIGN.md still says "Faust agents"; this is the
+measured reason it is not so): a worker spent most of its CPU per record in the machinery
+between the consumer and an agent (the consumer's ``wait_first`` per record, the Conductor,
+the channel queue, ``Stream.__aiter__`` and its sensors, the agent's task): ~330 µs of CPU a
+record, ~2.8k records/s on one core, against ~30k/s for a bare consume -> produce loop; with
+the path below, ~125 µs a record and ~2.7x the throughput. Each input topic is an
+:class:`InlineTopic` (subscribed through the Conductor like an agent's topic), and
+:class:`InlineConsumer`, Faust's aiokafka consumer with a delivery loop of ours, calls the
+topic's handler for each fetched record (in the consumer's task, one record at a time, in
+partition order); there is no queue, stream or agent behind it.
 
 Delivery is at-least-once, and we do not rely on Faust's automatic acks for it. Faust commits,
 per partition, only the run of consecutive acked offsets (every ``broker_commit_interval``,
@@ -68,17 +71,19 @@ class _Handled:
 
 
 class InlineTopic(faust.Topic):
-    """An input topic whose records go straight from the Conductor to ``handler`` (no queue,
-    no stream, no agent). Faust's Conductor awaits ``topic.decode(message)`` for each record
-    and puts the result on ``topic.queue``: here ``decode`` is the handler, the queue a sink."""
+    """An input topic whose records go straight to ``handler`` (no queue, no stream, no
+    agent). Registered with the Conductor, which subscribes the consumer to it.
+    :class:`InlineConsumer` calls ``handler`` itself; should a record come through the
+    Conductor instead, it awaits ``topic.decode(message)`` and puts the result on
+    ``topic.queue``: here ``decode`` is the handler, the queue a sink."""
 
     def __init__(self, app: faust.App, name: str, handler: RecordHandler) -> None:
-        self._handler = handler
+        self.handler = handler
         self._handled = _Handled()
         super().__init__(app, topics=[name], acks=True)
 
     def _compile_decode(self) -> None:
-        handler = self._handler
+        handler = self.handler
 
         async def handle(message: Any, *, propagate: bool = False) -> None:
             await handler(message)
@@ -141,6 +146,8 @@ class Dispatcher:
         self._failed = False
         self._event_counters: dict[tuple[str, str], Any] = {}
         self._latency: dict[str, Any] = {}
+        self._alerts: dict[tuple[str, str], Any] = {}
+        self._unparsed: dict[tuple[str, str], Any] = {}
 
     async def handle(self, app: Any, stream: Stream, message: Any) -> None:
         """Handle one record (a Faust ``Message``); it is acked with ``message.ack(consumer)``
@@ -200,29 +207,49 @@ class Dispatcher:
                 histogram = self._latency[stream] = m.latency.labels(stream=stream)
             histogram.observe(outcome.latency_s)
         for rule, severity in outcome.alerts:
-            m.alerts.labels(rule=rule, severity=severity).inc()
+            alerts = self._alerts.get((rule, severity))
+            if alerts is None:
+                alerts = self._alerts[(rule, severity)] = m.alerts.labels(
+                    rule=rule, severity=severity
+                )
+            alerts.inc()
         if outcome.reason is not None:
             m.deadletters.labels(stream=stream, reason=outcome.reason).inc()
         for field in outcome.unparsed:
-            m.unparsed.labels(stream=stream, field=field).inc()
+            unparsed = self._unparsed.get((stream, field))
+            if unparsed is None:
+                unparsed = self._unparsed[(stream, field)] = m.unparsed.labels(
+                    stream=stream, field=field
+                )
+            unparsed.inc()
 
 
 class InlineConsumer(faust_kafka.Consumer):
     """Faust's aiokafka consumer with its own delivery loop.
 
-    Faust's loop races each record's callback against the consumer's stop and flow events
-    with ``Service.wait_first``: four tasks and an ``asyncio.wait`` per record, ~15 % of a
-    worker's CPU. Here the callback (the Conductor's, so :func:`record_handler`) is awaited
-    directly. The bookkeeping is Faust's: read offsets (a record below the read offset of its
-    partition was delivered already), gaps in the offsets (so commits can pass them) and
-    ``broker_commit_every``. One difference: at a rebalance, a callback held by Faust's flow
-    control is not cancelled but waits for the flow to resume, and the handler then skips
-    its record as stale (it is read again from the committed offset). A stop still cancels
-    it (the Fetcher's task is cancelled): not acked, so read again after the restart.
+    Faust's loop hands each record to the Conductor's callback, racing it against the
+    consumer's stop and flow events with ``Service.wait_first``: four tasks and an
+    ``asyncio.wait`` per record, which cost more than everything else a worker does. Here a
+    record of an :class:`InlineTopic` goes straight to the topic's handler
+    (:func:`record_handler`), awaited directly; records of other topics (none in this app)
+    still go through the Conductor. The bookkeeping is Faust's: read offsets (a record
+    below the read offset of its partition was delivered already), gaps in the offsets (so
+    commits can pass them) and ``broker_commit_every``. What the Conductor does per record
+    and the handler does not need: waiting on flow control (the handler skips a record read
+    while the flow is stopped, as stale: it is read again from the committed offset) and
+    on the producer buffer (only tables fill it; this app has none). A stop cancels the
+    Fetcher's task, so a record being handled is left unacked and read again after the
+    restart.
     """
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - via Kafka
         callback = self.callback
+        inline = {
+            name: topic.handler
+            for topic in self.app.topics
+            if isinstance(topic, InlineTopic)
+            for name in topic.topics
+        }
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
@@ -255,7 +282,12 @@ class InlineConsumer(faust_kafka.Consumer):
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    await callback(message)
+                    handler = inline.get(message.topic)
+                    if handler is None:
+                        await callback(message)
+                    else:
+                        message.incref()  # one reader: its ack is the final one
+                        await handler(message)
                     read_offset[tp] = offset
         except stopped_errors:
             if self.transport.app.should_stop:
@@ -280,8 +312,8 @@ class WorkerApp(faust.App):
 
 
 def record_handler(app: faust.App, dispatcher: Dispatcher, stream: Stream) -> RecordHandler:
-    """What the Conductor calls for each record of ``stream``'s topic: what a Faust stream
-    does before yielding an event (skip stale records, register it as pending), then
+    """What is called for each record of ``stream``'s topic: what a Faust stream does
+    before yielding an event (skip stale records, register it as pending), then
     :meth:`Dispatcher.handle`."""
     flow_control = app.flow_control
 

@@ -39,6 +39,7 @@ import random
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -520,6 +521,20 @@ def plot(
     plt.close(fig)
 
 
+def _git_head() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--indicators", type=int, default=1_000_000)
@@ -529,6 +544,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "bench_pipeline.json")
+    parser.add_argument("--code", default=None, help="What code was measured (default: git HEAD).")
     args = parser.parse_args()
 
     settings = get_settings()
@@ -548,6 +564,7 @@ def main() -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
+        "code": args.code or _git_head(),
         "params": vars(args) | {"output": str(args.output)},
     }
     worker_samples: list[tuple[float, float]] = []
@@ -691,7 +708,8 @@ def report_table(r: dict[str, Any]) -> Table:
         return "[green]yes[/]" if ok else "[red]no[/]"
 
     t = Table(
-        title=f"pipeline benchmark, {r['date']}, {r['machine']['cpus']} CPUs", title_justify="left"
+        title=f"pipeline benchmark, {r['date']}, {r['machine']['cpus']} CPUs, code {r.get('code')}",
+        title_justify="left",
     )
     t.add_column("measure")
     t.add_column("value", justify="right")

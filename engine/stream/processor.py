@@ -29,7 +29,12 @@ OutcomeKind = Literal["matched", "clean", "deadletter"]
 _MAX_OBSERVED = 2048
 
 
-@dataclass(frozen=True, slots=True)
+# Output and Outcome are not frozen: a frozen dataclass's __init__ costs ~4x (it sets each
+# field through object.__setattr__), and one of each is made per record; treat them as
+# read-only all the same
+
+
+@dataclass(slots=True)
 class Output:
     """One record to produce."""
 
@@ -38,7 +43,7 @@ class Output:
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """What became of one input record."""
 

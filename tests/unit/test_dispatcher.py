@@ -12,7 +12,7 @@ import orjson
 from engine.core.matcher import Matcher
 from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType, Stream
 from engine.metrics import WorkerMetrics
-from engine.stream.app import Dispatcher
+from engine.stream.app import Dispatcher, record_handler
 from engine.stream.processor import RecordProcessor
 
 SNAPSHOT = IndicatorSnapshot(
@@ -20,7 +20,7 @@ SNAPSHOT = IndicatorSnapshot(
 )
 
 
-@dataclass
+@dataclass(eq=False)
 class FakeMessage:
     """A Faust ``Message`` as the dispatcher uses it: acked through the app's consumer."""
 
@@ -29,15 +29,29 @@ class FakeMessage:
     topic: str = "calls"
     partition: int = 0
     offset: int = 0
+    generation_id: int = 1
+    tracked: bool = False
     acks: int = 0
 
     def ack(self, consumer: object) -> bool:
-        assert consumer is CONSUMER
+        assert isinstance(consumer, FakeConsumer)  # through the app's consumer, as Faust does
         self.acks += 1
         return True
 
 
-CONSUMER = object()
+@dataclass
+class FakeConsumer:
+    """Records pending acks, as Faust's consumer does (a rebalance or stop waits for them)."""
+
+    unacked: set[FakeMessage] = field(default_factory=set)
+
+
+@dataclass
+class FakeFlowControl:
+    active: bool = True
+
+    def is_active(self) -> bool:
+        return self.active
 
 
 @dataclass
@@ -57,7 +71,9 @@ class FakeProducer:
 @dataclass
 class FakeApp:
     producer: FakeProducer = field(default_factory=FakeProducer)
-    consumer: object = CONSUMER
+    consumer: FakeConsumer = field(default_factory=FakeConsumer)
+    flow_control: FakeFlowControl = field(default_factory=FakeFlowControl)
+    consumer_generation_id: int = 1
 
 
 def setup() -> tuple[Dispatcher, FakeApp, list[BaseException], WorkerMetrics]:
@@ -190,3 +206,34 @@ async def test_cancelled_send_never_acks() -> None:
     await asyncio.sleep(0)
     assert message.acks == 0
     assert fatal == []
+
+
+async def test_record_is_registered_as_pending_before_it_is_handled() -> None:
+    dispatcher, app, fatal, _ = setup()
+    handler = record_handler(app, dispatcher, Stream.CALLS)  # type: ignore[arg-type]
+    message = FakeMessage(call("+18005550199"))
+    await handler(message)
+    assert message.tracked and message in app.consumer.unacked
+    assert len(app.producer.sent) == 1 and message.acks == 0
+    app.producer.pending[0].set_result(None)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert message.acks == 1
+    assert fatal == []
+
+
+async def test_records_read_before_a_rebalance_are_skipped_unacked() -> None:
+    # Faust seeks back to the committed offset after a rebalance: they are read again
+    dispatcher, app, _, metrics = setup()
+    handler = record_handler(app, dispatcher, Stream.CALLS)  # type: ignore[arg-type]
+    older = FakeMessage(call("+18005550199"), generation_id=0)
+    await handler(older)
+    app.flow_control.active = False  # a rebalance has begun
+    current = FakeMessage(call("+18005550199"), offset=1)
+    await handler(current)
+    for message in (older, current):
+        assert message.acks == 0 and not message.tracked
+    assert app.producer.sent == [] and app.consumer.unacked == set()
+    assert metrics.registry.get_sample_value(
+        "scamwatch_events_total", {"stream": "calls", "outcome": "matched"}
+    ) in (0, None)

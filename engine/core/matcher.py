@@ -18,7 +18,8 @@ same rules with plain loops, and property tests hold the two to the same answers
   must end where the URL's host[:port] does (so ``evil.com`` is not a prefix of
   ``evil.com.example.org``, but is one of ``evil.com:8080/x``).
 - ``url_scam_number`` (fields ``url`` and ``referrer``): a phone number written in the
-  percent-decoded URL (see :func:`numbers_in_text`), looked up as for calls.
+  percent-decoded URL, also with more digits glued on by a separator
+  (``/call-1-800-555-0199-24-7``; see :func:`numbers_in_text`), looked up as for calls.
 - ``keyword_impersonation`` (fields ``host`` and ``url``): a ``keyword`` indicator occurs in
   the confusable-folded host/URL, or in the folded Unicode form of a punycode host.
 
@@ -31,7 +32,9 @@ matches. Allowlist entries past their validity window no longer apply.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
 from urllib.parse import unquote
 
 import ahocorasick
@@ -56,35 +59,109 @@ from engine.core.normalize import (
 from engine.errors import NormalizationError
 
 # a phone number written in a URL: digits with the separators people and sites put between
-# them; the run is maximal (so a number inside a longer digit run is not one) and must hold
-# 7..15 digits (E.164 allows at most 15)
+# them (a run, maximal), read in the default region. A run of 7..15 digits is read as a
+# whole first; when the whole run is no number (more digits glued on: "-24-7", "-2024.html"),
+# its parts are read: contiguous groups of its pieces (the digit groups between separators)
+# holding 7..15 digits. See numbers_in_text.
 MIN_NUMBER_DIGITS = 7
-MAX_NUMBER_DIGITS = 15
+MAX_NUMBER_DIGITS = 15  # E.164 allows at most 15
+# reads of parts per URL: a hostile run of one-digit pieces would cost ~9 reads per digit
+MAX_PART_READS = 64
 _NUMBER_RUN = re.compile(r"[0-9+\-.() ]+")  # maximal runs; linear even on hostile input
+_DIGIT_PIECE = re.compile(r"[0-9]+")
 _SEVEN_DIGITS = re.compile(r"[0-9](?:[+\-.() ]*[0-9]){6}")
 _DROP_SEPARATORS = str.maketrans("", "", "+-.() ")
 
 _EMPTY = Verdict()
 
 
-def numbers_in_text(text: str) -> list[tuple[str, str]]:
-    """Candidate phone numbers in a URL: ``(observed run, digits with '+' if written)``.
+def numbers_in_text(text: str, region: str) -> list[tuple[str, str]]:
+    """Phone numbers written in a URL, read in ``region``: ``(observed text, E.164)``.
 
-    ``text`` is percent-decoded first (``%2B1800…`` is ``+1800…``). A candidate is a maximal
-    run of digits and ``+-.() `` separators holding 7..15 digits; it keeps a leading ``+``
-    when one is written before its first digit.
+    ``text`` is percent-decoded first (``%2B1800…`` is ``+1800…``). A *run* is a maximal
+    stretch of digits and ``+-.() `` separators; its *pieces* are its digit groups. A run of
+    7..15 digits that reads as a number (:func:`normalize_phone`, a ``+`` kept when written
+    before its first digit) is one number, and its parts are not read (``+44 20 7946 0000``
+    holds no US number ``20 7946 0000``). Otherwise (it does not read, or has more than 15
+    digits) each *part* is read: pieces ``i..j`` holding 7..15 digits, with ``+`` when one is
+    written between piece ``i-1`` and piece ``i``; a part that reads is kept unless it lies
+    within a larger part that reads (``1-800-555-0199`` in ``1-800-555-0199-24-7``, not also
+    ``800-555-0199``). Overlapping parts are both kept: a written number is never missed for
+    a neighbour. Digits written together are one piece, never split
+    (``/order-2024112812345678`` holds no number). At most :data:`MAX_PART_READS` parts are
+    read per ``text`` (in order: run, first piece, last piece); whole runs always are.
     """
     decoded = unquote(text) if "%" in text else text
     if _SEVEN_DIGITS.search(decoded) is None:  # most URLs: no run long enough
         return []
     found: list[tuple[str, str]] = []
+    budget = MAX_PART_READS
     for run_match in _NUMBER_RUN.finditer(decoded):
         run = run_match.group()
         digits = run.translate(_DROP_SEPARATORS)  # the run holds nothing else
-        if MIN_NUMBER_DIGITS <= len(digits) <= MAX_NUMBER_DIGITS:
-            plus = "+" in run[: run.find(digits[0])]
-            found.append((run.strip(" -."), ("+" if plus else "") + digits))
+        if len(digits) < MIN_NUMBER_DIGITS:
+            continue
+        if len(digits) <= MAX_NUMBER_DIGITS:
+            plus = "+" if "+" in run[: run.find(digits[0])] else ""
+            try:
+                found.append((run.strip(" -."), normalize_phone(plus + digits, region)))
+            except NormalizationError:
+                pass
+            else:
+                continue
+        if budget > 0:  # the whole run is no number: read its parts
+            budget = _numbers_in_parts(run, region, budget, found)
     return found
+
+
+def _numbers_in_parts(run: str, region: str, budget: int, found: list[tuple[str, str]]) -> int:
+    """Append the maximal parts of ``run`` that read as numbers; return the budget left.
+
+    The pieces are found as the parts are read (a window of the next 16: a part of at most
+    15 digits spans at most 15 pieces, and one more tells whether the run ends there), so a
+    hostile megabyte run costs no more than the budget of reads."""
+    spans = (m.span() for m in _DIGIT_PIECE.finditer(run))
+    window: deque[tuple[int, int]] = deque(islice(spans, MAX_NUMBER_DIGITS + 1))
+    if len(window) < 2:
+        return budget  # one piece: no part but the whole run
+    # (first piece, last piece, observed, number) of each part that reads, in that order
+    readings: list[tuple[int, int, str, str]] = []
+    lead_start = 0  # the separators before a piece belong to the parts it starts
+    i = 0
+    while window and budget > 0:
+        ends_run = len(window) <= MAX_NUMBER_DIGITS  # the window holds the run's last piece
+        plus = "+" if "+" in run[lead_start : window[0][0]] else ""
+        digits = ""
+        for k, (start, end) in enumerate(window):
+            digits += run[start:end]
+            if len(digits) > MAX_NUMBER_DIGITS:
+                break
+            is_last = ends_run and k == len(window) - 1
+            if len(digits) < MIN_NUMBER_DIGITS or (i == 0 and is_last):
+                continue  # too short, or the whole run (already read)
+            if budget == 0:
+                break
+            budget -= 1
+            try:
+                number = normalize_phone(plus + digits, region)
+            except NormalizationError:
+                continue
+            observed = run[lead_start : len(run) if is_last else end].strip(" -.")
+            readings.append((i, i + k, observed, number))
+        lead_start = window.popleft()[1]
+        window.extend(islice(spans, 1))
+        i += 1
+    # keep the maximal parts: per first piece the one reaching furthest, and only if no part
+    # starting earlier reaches as far
+    furthest: dict[int, tuple[int, int, str, str]] = {}
+    for reading in readings:
+        furthest[reading[0]] = reading  # in order of last piece: the furthest comes last
+    reach = -1
+    for _, j, observed, number in furthest.values():  # in order of first piece
+        if j > reach:
+            found.append((observed, number))
+            reach = j
+    return budget
 
 
 def strip_port(hostport: str) -> str:
@@ -283,11 +360,7 @@ class Matcher:
         urls = _url_hits(self._urls, self._url_lengths, host, tail, at_ms) if self._urls else ()
         numbers: list[tuple[str, str, Indicator]] = []
         if self._phones or self._prefixes:
-            for run, candidate in numbers_in_text(observed):
-                try:
-                    number = normalize_phone(candidate, self._default_region)
-                except NormalizationError:
-                    continue
+            for run, number in numbers_in_text(observed, self._default_region):
                 numbers.extend((run, number, ind) for ind in self._number_hits(number, at_ms))
         keywords: Sequence[tuple[str, Indicator]] = ()
         if field == "url" and self._keywords:

@@ -125,11 +125,7 @@ class ReferenceMatcher:
         for ind in self.indicators:
             if ind.type == IndicatorType.URL and ind.is_active(at_ms) and url_under(url, ind.value):
                 matches.append(Match(Rule.URL_SCAM_URL, field, value, url, ind))
-        for run, candidate in numbers_by_hand(value):
-            try:
-                number = normalize_phone(candidate, self.default_region)
-            except NormalizationError:
-                continue
+        for run, number in numbers_by_hand(value, self.default_region):
             for ind in self.number_hits(number, at_ms):
                 matches.append(Match(Rule.URL_SCAM_NUMBER, field, run, number, ind))
         if field == "url":
@@ -200,23 +196,90 @@ def host_of(url: str) -> str:
     return hostport.split(":")[0]
 
 
-def numbers_by_hand(text: str) -> list[tuple[str, str]]:
-    """Phone-number candidates in a URL, read character by character: maximal runs of digits
-    and ``+-.() `` holding 7..15 digits, with ``+`` kept when written before the first digit."""
+def numbers_by_hand(text: str, region: str) -> list[tuple[str, str]]:
+    """Phone numbers in a URL, read character by character: ``(observed text, E.164)``.
+
+    A run is a maximal stretch of digits and ``+-.() ``; its pieces are its digit groups.
+    A run of 7..15 digits that reads as a number is that number. Otherwise every group of
+    consecutive pieces (a part) holding 7..15 digits is read, ``+`` kept when written just
+    before its first piece; a part that reads is kept unless a larger part that reads holds
+    it. At most 64 parts are read per text (``matcher.MAX_PART_READS``)."""
     decoded = unquote(text)
     found: list[tuple[str, str]] = []
+    budget = [64]  # reads of parts left, shared by every run of the text
     run = ""
     for ch in decoded + "\n":  # a character outside every run closes the last one
         if ch in _DIGITS or ch in _SEPARATORS:
             run += ch
             continue
-        digits = "".join(c for c in run if c in _DIGITS)
-        if 7 <= len(digits) <= 15:
-            before_first_digit = run[: run.index(digits[0])]
-            plus = "+" if "+" in before_first_digit else ""
-            found.append((run.strip(" -."), plus + digits))
+        if run:
+            found += _numbers_in_run(run, region, budget)
         run = ""
     return found
+
+
+def _numbers_in_run(run: str, region: str, budget: list[int]) -> list[tuple[str, str]]:
+    # split the run into pieces: (separators before the piece, its digits); then what
+    # follows the last piece
+    pieces: list[tuple[str, str]] = []
+    separators = ""
+    digits = ""
+    for ch in run:
+        if ch in _DIGITS:
+            digits += ch
+        else:
+            if digits:
+                pieces.append((separators, digits))
+                separators = ""
+                digits = ""
+            separators += ch
+    if digits:
+        pieces.append((separators, digits))
+        separators = ""
+    after_last = separators
+
+    all_digits = "".join(d for _, d in pieces)
+    if len(all_digits) < 7:
+        return []
+    if len(all_digits) <= 15:
+        plus = "+" if "+" in pieces[0][0] else ""
+        try:
+            return [(run.strip(" -."), normalize_phone(plus + all_digits, region))]
+        except NormalizationError:
+            pass  # the whole run is no number: read its parts
+
+    # every part but the whole run: (first piece, last piece, observed, number)
+    readings: list[tuple[int, int, str, str]] = []
+    for i in range(len(pieces)):
+        for j in range(i, len(pieces)):
+            if i == 0 and j == len(pieces) - 1:
+                continue
+            part = pieces[i : j + 1]
+            part_digits = "".join(d for _, d in part)
+            if len(part_digits) < 7 or len(part_digits) > 15:
+                continue
+            if budget[0] == 0:
+                break
+            budget[0] -= 1
+            plus = "+" if "+" in part[0][0] else ""
+            try:
+                number = normalize_phone(plus + part_digits, region)
+            except NormalizationError:
+                continue
+            observed = "".join(s + d for s, d in part)
+            if j == len(pieces) - 1:
+                observed += after_last
+            readings.append((i, j, observed.strip(" -."), number))
+
+    kept: list[tuple[str, str]] = []
+    for i, j, observed, number in readings:
+        inside_another = False
+        for i2, j2, _, _ in readings:
+            if (i2, j2) != (i, j) and i2 <= i and j2 >= j:
+                inside_another = True
+        if not inside_another:
+            kept.append((observed, number))
+    return kept
 
 
 def _unique(matches: list[Match]) -> tuple[Match, ...]:

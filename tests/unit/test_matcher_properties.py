@@ -58,9 +58,21 @@ PATHS = [
     "/microsoft-support",
     "/a?b=1",
     "/order/180055501991234",
+    # more digits glued on after a separator: the number is a part of its run
+    "/call-1-800-555-0199-24-7",
+    "/microsoft-help-18005550199-2024.html",
+    "/call-1-800-555-0199-1",
+    "/?n=2024-11-28-1-800-555-0199",
+    "/order-2024112812345678",
+    "/x/+44-20-7946-0000-9",
 ]
 KEYWORDS = ["microsoft", "micro", "support", "amazon", "evil", "rnicro", "bücher", "higan.org"]
 REGIONS = [None, "US", "GB"]
+
+
+def url_space(form: str) -> str:
+    """How a URL writes the spaces of a number (varied by the form, deterministically)."""
+    return ["-", "%20", ".", "-"][len(form) % 4]
 
 
 def written_forms(e164: str) -> list[str]:
@@ -94,11 +106,20 @@ phones_in_events = st.one_of(
     st.sampled_from(["anonymous", "", "private", "garbage", "+", "12"]),
     st.from_regex(r"\+?[0-9]{6,13}", fullmatch=True),
 )
+# a number written in a URL path with other digits glued on before or after it by a
+# separator (dates, "24-7", versions, order numbers), or by nothing at all
+numbered_paths = st.tuples(
+    st.sampled_from(
+        ["/call-", "/microsoft-help-", "/x/", "/?tel=", "/2024-11-28-", "/v1.2.", "/12"]
+    ),
+    numbers_written.map(lambda form: form.replace(" ", url_space(form))),
+    st.sampled_from(["", "-1", "-24-7", "-2024.html", ".1", "-0199", "2024", "-12345678901234"]),
+).map(lambda t: "".join(t))
 urls_as_written = st.tuples(
     st.sampled_from(["", "http://", "https://", "HTTPS://", "//", "hxxp://"]),
     st.sampled_from(["", "user@", "u:p@"]),
     hosts_as_written,
-    st.sampled_from(PATHS),
+    st.sampled_from(PATHS) | numbered_paths,
     st.sampled_from(["", "#frag", "&n=1.800.555.0199"]),
 ).map(lambda t: "".join(t))
 
@@ -215,9 +236,35 @@ def test_indicators_from_the_event_itself_are_found(
 
 
 @PROPERTY_SETTINGS
-@given(text=st.text(alphabet="0123456789+-.() /?=&%2Babc", max_size=60))
-def test_number_extraction_agrees_with_the_hand_written_scan(text: str) -> None:
-    assert list(numbers_in_text(text)) == numbers_by_hand(text)
+@given(
+    text=st.text(alphabet="0123456789+-.() /?=&%2Babc", max_size=60),
+    region=st.sampled_from(["US", "GB"]),
+)
+def test_number_extraction_agrees_with_the_hand_written_scan(text: str, region: str) -> None:
+    assert numbers_in_text(text, region) == numbers_by_hand(text, region)
+
+
+@PROPERTY_SETTINGS
+@given(
+    pieces=st.lists(
+        st.tuples(
+            st.sampled_from(["", "-", ".", " ", "(", ") ", "-(", "+", "/", "x"]),
+            st.from_regex(r"[0-9]{1,5}", fullmatch=True) | numbers_written,
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    region=st.sampled_from(["US", "GB"]),
+)
+def test_numbers_in_runs_with_digits_glued_on_agree_with_the_hand_written_scan(
+    pieces: list[tuple[str, str]], region: str
+) -> None:
+    """Runs of several digit pieces, real numbers among them: the parts read and the
+    maximal-parts rule agree with the reference, the budget of part reads included."""
+    text = "/" + "".join(sep + digits for sep, digits in pieces)
+    assert numbers_in_text(text, region) == numbers_by_hand(text, region)
+    long_text = text * 8  # past the budget of part reads
+    assert numbers_in_text(long_text, region) == numbers_by_hand(long_text, region)
 
 
 @PROPERTY_SETTINGS

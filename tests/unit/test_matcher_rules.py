@@ -8,7 +8,14 @@ import orjson
 import pytest
 
 from engine.core.events import decode_call, decode_web
-from engine.core.matcher import Matcher, _lengths, _prefix_lookup, _suffix_lookup, numbers_in_text
+from engine.core.matcher import (
+    MAX_PART_READS,
+    Matcher,
+    _lengths,
+    _prefix_lookup,
+    _suffix_lookup,
+    numbers_in_text,
+)
 from engine.core.models import (
     Indicator,
     IndicatorSnapshot,
@@ -16,7 +23,7 @@ from engine.core.models import (
     Rule,
     Verdict,
 )
-from engine.core.reference import ReferenceMatcher
+from engine.core.reference import ReferenceMatcher, numbers_by_hand
 
 T = IndicatorType
 NOW = 1_764_000_000_000
@@ -304,10 +311,93 @@ def test_url_scam_number_prefix_and_referrer() -> None:
 
 
 def test_numbers_in_text_keeps_a_written_plus_and_splits_at_other_characters() -> None:
-    assert list(numbers_in_text("/a/18005550199/b?c=%2B442079460000&d=12")) == [
-        ("18005550199", "18005550199"),
+    assert list(numbers_in_text("/a/18005550199/b?c=%2B442079460000&d=12", "US")) == [
+        ("18005550199", "+18005550199"),
         ("+442079460000", "+442079460000"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "observed"),
+    [
+        # digits glued after the number by a separator: the run as a whole is no number, the
+        # number is one of its parts (pieces between separators)
+        ("http://x.example/call-1-800-555-0199-24-7", "1-800-555-0199"),
+        ("http://x.example/microsoft-help-18005550199-2024.html", "18005550199"),
+        ("http://x.example/call-1-800-555-0199-1", "1-800-555-0199"),
+        ("http://x.example/c/(800)%20555-0199-1", "(800) 555-0199"),
+        ("http://x.example/?n=2024-11-28-1-800-555-0199", "1-800-555-0199"),  # > 15 digits
+        ("http://x.example/?n=123%2B18005550199", "+18005550199"),  # a written +, kept
+        ("http://x.example/1-800-555-0199-2024112812345678", "1-800-555-0199"),
+    ],
+)
+def test_url_scam_number_with_more_digits_glued_on(url: str, observed: str) -> None:
+    numbers = [m for m in web(url=url).matches if m.rule is Rule.URL_SCAM_NUMBER]
+    assert [(m.observed, m.normalized, m.indicator.value) for m in numbers] == [
+        (observed, "+18005550199", "+18005550199")
+    ]
+
+
+def test_a_run_that_reads_as_a_number_is_not_also_read_in_parts() -> None:
+    # "+44 20 7946 0000" is a UK number: its part "20 7946 0000" is not read as the US
+    # number +1 207-946-0000, which is not written there
+    us = ind(T.PHONE, "+12079460000")
+    matcher = Matcher.build(IndicatorSnapshot(1, (*INDICATORS, us), ALLOWLIST))
+    for url in (
+        "https://x.example/?n=%2B44%2020%207946%200000",
+        "https://x.example/0044-20-7946-0000",
+    ):
+        raw = orjson.dumps({"event_id": "e", "ts": NOW, "partner_id": "p", "url": url})
+        assert found(matcher.match_web(decode_web(raw), NOW)) == {
+            ("url_scam_number", "url", "+442079460000")
+        }
+    assert numbers_in_text("/x/1-800-555-0199", "US") == [("1-800-555-0199", "+18005550199")]
+
+
+def test_digits_written_together_are_never_split() -> None:
+    """Decision: a number is delimited by separators or other characters; digits written
+    together (an order number, a timestamp) are one piece, never cut into a number, even
+    when some of their digits spell one: ``/order-2024112812345678`` holds no number."""
+    listed = (ind(T.PHONE, "+12024112812"), ind(T.PHONE, "+18005550199"))
+    matcher = Matcher.build(IndicatorSnapshot(1, listed))
+    for url in (
+        "https://shop.example/order-2024112812345678",
+        "https://shop.example/order-2024112812345678.html",
+        "https://shop.example/order/180055501991234567",
+        "https://shop.example/t/202411281-2345678",  # neither piece is a number
+    ):
+        raw = orjson.dumps({"event_id": "e", "ts": NOW, "partner_id": "p", "url": url})
+        assert matcher.match_web(decode_web(raw), NOW).matches == (), url
+        assert numbers_in_text(url, "US") == []
+    # the same digits written with separators are a number
+    assert numbers_in_text("/order-202-411-2812", "US") == [("202-411-2812", "+12024112812")]
+
+
+def test_only_maximal_parts_are_read() -> None:
+    # "800-555-0199" is inside "1-800-555-0199", which reads: only the larger part is kept
+    assert numbers_in_text("/call-1-800-555-0199-24-7", "US")[0] == (
+        "1-800-555-0199",
+        "+18005550199",
+    )
+    # parts that overlap without one holding the other are both kept: a number written in
+    # the URL is never missed for a neighbouring reading (here 555-0199-24-7, a possible US
+    # number; it alerts only if it is itself listed)
+    assert numbers_in_text("/call-1-800-555-0199-24-7", "US") == [
+        ("1-800-555-0199", "+18005550199"),
+        ("555-0199-24-7", "+15550199247"),
+    ]
+
+
+def test_reading_parts_of_runs_has_a_budget_per_url() -> None:
+    # a hostile URL of one-digit pieces would cost ~9 number reads per digit: after
+    # MAX_PART_READS reads of parts, no more parts are tried (whole runs still are)
+    hostile = "/" + "-".join("1" * 600) + "/call-1-800-555-0199-1/18005550199"
+    numbers = numbers_in_text(hostile, "US")
+    assert numbers == numbers_by_hand(hostile, "US")
+    assert numbers[-1] == ("18005550199", "+18005550199")  # a whole run: still read
+    assert ("1-800-555-0199", "+18005550199") not in numbers  # a part: the budget is spent
+    assert numbers_in_text("/call-1-800-555-0199-1", "US") == [("1-800-555-0199", "+18005550199")]
+    assert MAX_PART_READS == 64
 
 
 # ---------------------------------------------------------------------------- keywords

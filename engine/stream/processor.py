@@ -8,10 +8,12 @@ so a bad record can neither crash nor stall a worker.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
 import orjson
 
 from engine.core.alerts import alert_key, build_alerts
@@ -22,6 +24,52 @@ from engine.core.models import SourcePosition, Stream, now_ms
 from engine.errors import DecodeError
 
 log = logging.getLogger(__name__)
+
+
+def _float_or_text(text: str) -> float | str:
+    """A JSON float as a float, or as its text when no double holds it (``1e400``)."""
+    value = float(text)
+    return value if math.isfinite(value) else text
+
+
+# the alert's copy of a record orjson refuses: numbers kept as their text when no double
+# holds them (see _event_copy)
+_LENIENT_JSON = msgspec.json.Decoder(float_hook=_float_or_text)
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+def _event_copy(raw: bytes) -> Any:
+    """The input record as the alert carries it (``event``).
+
+    orjson reads nearly every record. The event decoder skips unknown fields without
+    reading their numbers, so a record it accepted may hold one orjson refuses (``1e400``,
+    a 400-digit integer): such a record is read by msgspec instead, a float no double holds
+    kept as its text (``"1e400"``), an integer outside 64 bits made a float as orjson makes
+    it, or its text when no double holds it either. The alert stays readable by any JSON
+    parser, and the event is never lost to an extra field.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _fit_integers(_LENIENT_JSON.decode(raw))
+
+
+def _fit_integers(value: Any) -> Any:
+    """``value`` with every integer outside 64 bits as orjson.loads reads it (a float), or as
+    its text when no double holds it."""
+    if isinstance(value, dict):
+        return {k: _fit_integers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fit_integers(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        if _INT64_MIN <= value <= _UINT64_MAX:
+            return value
+        try:
+            return float(value)
+        except OverflowError:
+            return str(value)
+    return value
+
 
 OutcomeKind = Literal["matched", "clean", "deadletter"]
 
@@ -103,7 +151,7 @@ class RecordProcessor:
             if not verdict.matches:
                 return Outcome(stream, "clean", unparsed=verdict.unparsed, latency_s=latency)
             # the alert carries the input as received, extra fields included
-            record = orjson.loads(raw or b"")
+            record = _event_copy(raw or b"")
             alerts = build_alerts(
                 stream,
                 record,
@@ -136,17 +184,23 @@ class RecordProcessor:
         )
 
     def _encode_alert(self, alert: dict[str, Any], raw_size: int) -> bytes:
-        value = orjson.dumps(alert)
-        if self._max_output is None or len(value) <= self._max_output:
+        try:
+            value: bytes | None = orjson.dumps(alert)
+        except orjson.JSONEncodeError:
+            # the event copy nests deeper than orjson writes (254 levels; it reads 1024):
+            # keep the detection, drop the copy as for an oversized alert
+            value = None
+        if value is not None and (self._max_output is None or len(value) <= self._max_output):
             return value
-        # too big for a Kafka record: keep the detection, drop the bulky copies of the input
+        # too big for a Kafka record (or unwritable): keep the detection, drop the bulky
+        # copies of the input
         slim = dict(alert)
         slim["event"] = {"truncated": True, "size": raw_size}
         slim["matches"] = [
             {**m, "observed": str(m.get("observed", ""))[:_MAX_OBSERVED]} for m in alert["matches"]
         ]
         value = orjson.dumps(slim)
-        if len(value) > self._max_output:
+        if self._max_output is not None and len(value) > self._max_output:
             raise ValueError(f"alert is {len(value)} bytes even without the event copy")
         return value
 

@@ -18,6 +18,7 @@ from engine.core.models import (
     Stream,
     Verdict,
 )
+from engine.schemas import validate
 from engine.stream.processor import Outcome, RecordProcessor
 
 NOW = 1_764_000_000_000
@@ -209,3 +210,44 @@ def test_a_dead_letter_too_big_for_kafka_keeps_a_prefix_of_raw() -> None:
     assert record["raw_truncated"] is True
     assert record["raw_size"] == 300_000
     assert record["reason"] == "invalid_json"
+
+
+def _with_extra(extra: bytes) -> bytes:
+    """A matching call with an unknown extra field ``x`` written as raw JSON text."""
+    return call()[:-1] + b',"x":' + extra + b"}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "copied"),
+    [
+        # numbers no double holds: the event decoder skips them, orjson refuses them
+        (b"1e400", "1e400"),
+        (b"-1e999", "-1e999"),
+        (b'[1.5, {"y": 1E+400}, 2]', [1.5, {"y": "1E+400"}, 2]),
+        (b"1" * 400, "1" * 400),
+        # what orjson reads is copied as orjson reads it
+        (b"123456789012345678901234567890", 1.2345678901234568e29),
+        (b"1e-400", 0.0),
+    ],
+)
+def test_odd_numbers_in_extra_fields_never_cost_the_alert(extra: bytes, copied: object) -> None:
+    raw = _with_extra(extra)
+    outcome = processor().process(Stream.CALLS, raw, None, SOURCE)
+    assert outcome.kind == "matched", outcome.reason
+    (out,) = outcome.outputs
+    alert = orjson.loads(out.value)  # and the alert stays readable by a strict parser
+    validate("alert.v1", alert)
+    assert alert["event"]["x"] == copied
+    assert alert["event"]["callee"] == "1 (800) 555-0199"
+    assert alert["event_id"] == "e1"
+
+
+def test_more_nesting_than_orjson_writes_drops_the_copy_not_the_alert() -> None:
+    raw = _with_extra(b"[" * 300 + b"]" * 300)  # orjson reads 1024 levels, writes 254
+    outcome = processor().process(Stream.CALLS, raw, None, SOURCE)
+    assert outcome.kind == "matched", outcome.reason
+    (out,) = outcome.outputs
+    alert = orjson.loads(out.value)
+    validate("alert.v1", alert)
+    assert alert["event"] == {"truncated": True, "size": len(raw)}
+    assert alert["rule"] == "callee_scam_number"

@@ -377,7 +377,8 @@ def _build_plan(reg: str, *, kept: bool = True) -> _PhonePlan:
     else:
         why = _rest_has_length(too_long)
     behind = "".join(f"(?!{p})" for p in (trunk, trunk_main) if p)
-    alternatives.append(f"{no_idd}{why}{cc}{behind}(?P<c>{national_number})")
+    # (the first lookahead only fails fast: it is implied by what follows)
+    alternatives.append(f"(?={cc}){no_idd}{why}{cc}{behind}(?P<c>{national_number})")
     prefixes["c"] = "+" + cc
 
     # 3. the region's own international prefix, read as '+' (the next digit not 0, as parse()
@@ -402,7 +403,7 @@ def _build_plan(reg: str, *, kept: bool = True) -> _PhonePlan:
         not_possible = _rest_has_length(possible_main, negate=True)
         trunk_guard = f"(?:(?!{trunk})|(?=(?>{trunk}){not_possible}))"
     not_possible_whole = _rest_has_length(possible_main, negate=True)
-    alternatives.append(f"{no_idd}{not_possible_whole}{trunk_guard}{foreign}")
+    alternatives.append(f"(?=0){no_idd}{not_possible_whole}{trunk_guard}{foreign}")
 
     text = "|".join(f"(?:{a})" for a in alternatives)
     if "{transform}" in text:

@@ -113,6 +113,9 @@ def _decode(raw: bytes, decoder: msgspec.json.Decoder[_T], max_bytes: int | None
         raise DecodeError(SCHEMA_VIOLATION, _field_message(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise DecodeError(INVALID_JSON, f"record: {exc}") from None
+    except RecursionError:
+        # a hostile record nested ~1,000 levels deep: msgspec gives up, and so do we
+        raise DecodeError(INVALID_JSON, "record: nested too deeply to read") from None
 
 
 def _field_message(msg: str) -> str:

@@ -74,3 +74,11 @@ def test_web_needs_url_or_host() -> None:
     with pytest.raises(DecodeError) as info:
         decode_web(_raw({**base, "host": "a.example", "kind": "ftp"}))
     assert info.value.error.startswith("kind:")
+
+
+def test_deeply_nested_record_is_invalid_json_not_a_crash() -> None:
+    raw = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    with pytest.raises(DecodeError) as info:
+        decode_call(raw)
+    assert info.value.reason == "invalid_json"
+    assert "nested" in info.value.error

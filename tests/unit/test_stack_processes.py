@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,16 @@ from engine import stack
 from engine.settings import Settings, load_settings
 
 SLEEPER = "import sys, time; time.sleep(120)"
+
+
+def _wait_exec(pid: int, marker: str) -> None:
+    """Until the child has exec'd, its command line is still pytest's."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    for _ in range(200):
+        if marker.encode() in cmdline.read_bytes():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never showed {marker!r} in its command line")
 
 
 @pytest.fixture
@@ -29,6 +40,7 @@ def fake_parts(state: Settings) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
         "redis": subprocess.Popen([sys.executable, "-c", SLEEPER, "redis-server"]),
     }
     for name, proc in procs.items():
+        _wait_exec(proc.pid, "kafka.Kafka" if name == "kafka" else "redis-server")
         (Path(state.state_dir) / f"{name}.pid").write_text(str(proc.pid))
     yield procs
     for proc in procs.values():
@@ -58,6 +70,7 @@ def test_down_stops_everything_it_started(
 def test_a_recycled_pid_is_not_ours(state: Settings) -> None:
     other = subprocess.Popen([sys.executable, "-c", SLEEPER, "something-else"])
     try:
+        _wait_exec(other.pid, "something-else")
         (Path(state.state_dir) / "kafka.pid").write_text(str(other.pid))
         messages: list[str] = []
         assert stack.stack_down(state, report=messages.append) == []

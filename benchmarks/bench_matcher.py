@@ -689,6 +689,46 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+TARGETS = {  # DESIGN.md, judged at the largest size measured (1M by default)
+    "build_s": ("≤", 15.0),
+    "rss_mib": ("≤", 1536.0),
+    "calls_per_s": ("≥", 100_000.0),
+    "web_per_s": ("≥", 30_000.0),
+    "calls_x_reference": ("≥", 10.0),
+    "web_x_reference": ("≥", 10.0),
+}
+
+
+def judge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each design target against the largest size measured: value, target, ok."""
+    r = max(results, key=lambda x: x["size"])
+    values = {
+        "build_s": r["build_s"],
+        "rss_mib": r["rss_after_build_mib"],
+        "calls_per_s": r["calls"]["events_per_s"],
+        "web_per_s": r["web"]["events_per_s"],
+        "calls_x_reference": r["reference"]["calls_ratio"],
+        "web_x_reference": r["reference"]["web_ratio"],
+    }
+    out: dict[str, Any] = {"size": r["size"]}
+    for name, (op, target) in TARGETS.items():
+        value = values[name]
+        ok = value <= target if op == "≤" else value >= target
+        out[name] = {"value": value, "target": f"{op} {target:g}", "ok": ok}
+    return out
+
+
+def print_targets(verdict: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    parts = [
+        f"{name} {v['value']:,.2f} ({v['target']}: {'ok' if v['ok'] else 'MISSED'})"
+        for name, v in verdict.items()
+        if name != "size"
+    ]
+    Console().print(f"targets at {verdict['size']:,} indicators: " + "; ".join(parts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)))
@@ -706,6 +746,7 @@ def main() -> None:
     if args.render:
         saved = json.loads(args.render.read_text())
         table(saved["results"], saved["date"])
+        print_targets(judge(saved["results"]))
         plot(saved["results"], args.render.with_suffix(".png"))
         return
 
@@ -749,7 +790,9 @@ def main() -> None:
         },
         "seed": args.seed,
         "results": results,
+        "targets": judge(results),
     }
+    print_targets(report["targets"])
     (args.out / "bench_matcher.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(results, args.out / "bench_matcher.png")
     print(f"wrote {args.out / 'bench_matcher.json'} and {args.out / 'bench_matcher.png'}")

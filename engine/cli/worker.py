@@ -1,4 +1,4 @@
-"""``scamwatch worker``: run one worker (both agents) until SIGTERM/SIGINT."""
+"""``scamwatch worker``: run one worker (calls and web) until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Follows the indicator store and keeps a current :class:`Matcher` for the agents.
+"""Follows the indicator store and keeps a current :class:`Matcher` for the record handlers.
 
 The worker never asks the store per event. It loads a snapshot at start, then polls the
 store's version (one cheap GET) every ``poll_interval`` seconds; on a change it reads the
 change log, applies it to its in-memory copy, builds a new matcher in a thread and swaps the
-reference. Agents read :attr:`IndicatorFollower.matcher` once per event, so a swap drops
+reference. Handlers read :attr:`IndicatorFollower.matcher` once per event, so a swap drops
 nothing: an event is matched wholly against the old or wholly against the new matcher.
 
 If the store cannot be reached the worker keeps matching on the last matcher, reports it
@@ -162,7 +162,7 @@ class IndicatorFollower:
         matcher, counts = await asyncio.to_thread(self._build_and_count, snapshot)
         elapsed = time.perf_counter() - started
         previous = self._version
-        self.matcher = matcher  # one reference assignment: agents see old or new, never half
+        self.matcher = matcher  # one reference assignment: handlers see old or new, never half
         self._version = snapshot.version
         m = self._metrics
         m.build_seconds.observe(elapsed)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -147,13 +146,9 @@ class Dispatcher:
         self.on_fatal = on_fatal
         self._failed = False
         self._event_counters: dict[tuple[str, str], Any] = {}
-        self._latency: dict[str, _LatencyBatch] = {}
+        self._latency: dict[str, Any] = {}
         self._alerts: dict[tuple[str, str], Any] = {}
         self._unparsed: dict[tuple[str, str], Any] = {}
-        # counter increments not yet applied (child -> amount), and whether a flush is due;
-        # applied once per turn of the event loop (see flush_metrics)
-        self._counts: dict[Any, int] = {}
-        self._flush_scheduled = False
 
     async def handle(self, app: Any, stream: Stream, message: Any) -> None:
         """Handle one record (a Faust ``Message``); it is acked with ``message.ack(consumer)``
@@ -198,98 +193,36 @@ class Dispatcher:
         )
         self.on_fatal(exc)
 
-    def flush_metrics(self) -> None:
-        """Apply the metric updates recorded since the last flush. Scheduled for the next
-        turn of the event loop by the first record after a flush, so the exposed values
-        trail the records handled by at most that turn (a drained batch, or 100 records)."""
-        self._flush_scheduled = False
-        counts = self._counts
-        if counts:
-            self._counts = {}
-            for counter, amount in counts.items():
-                counter.inc(amount)
-        for batch in self._latency.values():
-            batch.flush()
-
     def _observe(self, outcome: Outcome) -> None:
-        # label lookups and prometheus_client's locked updates cost microseconds a record:
-        # the hot path keeps the children it has seen and counts locally, and
-        # flush_metrics applies the sums once per turn of the event loop
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush_metrics)
-        counts = self._counts
+        m = self.metrics
         stream = outcome.stream.value
-        key = (stream, outcome.kind)
-        counter = self._event_counters.get(key)
+        # label lookups cost microseconds; the hot path keeps the children it has seen
+        counter = self._event_counters.get((stream, outcome.kind))
         if counter is None:
-            counter = self._event_counters[key] = self.metrics.events.labels(
-                stream=stream, outcome=outcome.kind
-            )
-        counts[counter] = counts.get(counter, 0) + 1
+            counter = m.events.labels(stream=stream, outcome=outcome.kind)
+            self._event_counters[(stream, outcome.kind)] = counter
+        counter.inc()
         if outcome.latency_s is not None:
             histogram = self._latency.get(stream)
             if histogram is None:
-                histogram = self._latency[stream] = _LatencyBatch(
-                    self.metrics.latency.labels(stream=stream)
-                )
+                histogram = self._latency[stream] = m.latency.labels(stream=stream)
             histogram.observe(outcome.latency_s)
-        if outcome.alerts:
-            for rule_severity in outcome.alerts:
-                alerts = self._alerts.get(rule_severity)
-                if alerts is None:
-                    rule, severity = rule_severity
-                    alerts = self._alerts[rule_severity] = self.metrics.alerts.labels(
-                        rule=rule, severity=severity
-                    )
-                counts[alerts] = counts.get(alerts, 0) + 1
+        for rule, severity in outcome.alerts:
+            alerts = self._alerts.get((rule, severity))
+            if alerts is None:
+                alerts = self._alerts[(rule, severity)] = m.alerts.labels(
+                    rule=rule, severity=severity
+                )
+            alerts.inc()
         if outcome.reason is not None:
-            child = self.metrics.deadletters.labels(stream=stream, reason=outcome.reason)
-            counts[child] = counts.get(child, 0) + 1
-        if outcome.unparsed:
-            for field in outcome.unparsed:
-                unparsed = self._unparsed.get((stream, field))
-                if unparsed is None:
-                    unparsed = self._unparsed[(stream, field)] = self.metrics.unparsed.labels(
-                        stream=stream, field=field
-                    )
-                counts[unparsed] = counts.get(unparsed, 0) + 1
-
-
-class _LatencyBatch:
-    """Observations of one latency histogram child not yet applied: a count per bucket and
-    their sum, applied as prometheus_client's ``observe`` would have (each value counted
-    in the first bucket whose bound it does not exceed; the child's buckets are not
-    cumulative, the exposition sums them)."""
-
-    __slots__ = ("_bounds", "_child", "_counts", "_n", "_sum")
-
-    def __init__(self, child: Any) -> None:
-        self._child = child
-        self._bounds: list[float] = list(child._upper_bounds)
-        self._counts = [0] * len(self._bounds)
-        self._sum = 0.0
-        self._n = 0
-
-    def observe(self, value: float) -> None:
-        # the last bound is +Inf: every value lands in a bucket
-        self._counts[bisect_left(self._bounds, value)] += 1
-        self._sum += value
-        self._n += 1
-
-    def flush(self) -> None:
-        if not self._n:
-            return
-        child = self._child
-        buckets = child._buckets
-        counts = self._counts
-        for i, count in enumerate(counts):
-            if count:
-                buckets[i].inc(count)
-                counts[i] = 0
-        child._sum.inc(self._sum)
-        self._sum = 0.0
-        self._n = 0
+            m.deadletters.labels(stream=stream, reason=outcome.reason).inc()
+        for field in outcome.unparsed:
+            unparsed = self._unparsed.get((stream, field))
+            if unparsed is None:
+                unparsed = self._unparsed[(stream, field)] = m.unparsed.labels(
+                    stream=stream, field=field
+                )
+            unparsed.inc()
 
 
 class InlineConsumer(faust_kafka.Consumer):

@@ -1,8 +1,8 @@
 """One input record in, what to send out: decode -> match -> alert.v1 records or a dead-letter.
 
-Pure (no Kafka, no Redis): the Faust agents call :meth:`RecordProcessor.process` and send
-what it returns. Whatever the input, ``process`` returns an :class:`Outcome`; it never raises,
-so a bad record can neither crash nor stall a worker.
+Pure (no Kafka, no Redis): the worker's record handler calls :meth:`RecordProcessor.process`
+and sends what it returns. Whatever the input, ``process`` returns an :class:`Outcome`; it never
+raises, so a bad record can neither crash nor stall a worker.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated
 
 import orjson
 import phonenumbers
@@ -29,8 +29,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.core.alerts import build_alerts
-from engine.core.events import CallEvent, decode_event
 from engine.core.feeds import read_feed
 from engine.core.matcher import Matcher
 from engine.core.models import (
@@ -39,11 +37,10 @@ from engine.core.models import (
     IndicatorType,
     SourcePosition,
     Stream,
-    Verdict,
-    now_ms,
 )
-from engine.errors import DecodeError, FeedError, ScamwatchError
+from engine.errors import FeedError, ScamwatchError
 from engine.settings import get_settings
+from engine.stream.processor import RecordProcessor
 
 MAX_LISTED_ERRORS = 100  # invalid lines listed one by one; the rest are counted
 
@@ -193,9 +190,15 @@ def _read_feeds(feeds: list[FeedSpec], region: str, summary: ScanSummary) -> Ite
 def scan_file(
     path: Path, stream: Stream, matcher: Matcher, sink: IO[bytes], summary: ScanSummary
 ) -> ScanSummary:
-    """Match every line of ``path``; bad lines are counted and listed, never fatal."""
-    at_ms = now_ms()
-    max_bytes = get_settings().max_record_bytes
+    """Match every line of ``path`` exactly as a worker matches a record (the same
+    :class:`RecordProcessor`); bad lines are counted and listed, never fatal."""
+    processor = RecordProcessor(
+        matcher=lambda: matcher,
+        alerts_topic="alerts",
+        deadletter_topic="deadletter",
+        max_record_bytes=get_settings().max_record_bytes,
+        max_output_bytes=None,  # a file takes alerts of any size
+    )
     opener = gzip.open if path.suffix == ".gz" else open  # old logs are often compressed
     topic = path.name
     with opener(path, "rb") as lines:
@@ -203,39 +206,22 @@ def scan_file(
             raw = line.rstrip(b"\r\n")
             if not raw.strip():
                 continue
-            try:
-                event = decode_event(stream, raw, max_bytes=max_bytes)
-                record: dict[str, Any] = orjson.loads(raw)
-            except DecodeError as exc:
+            source = SourcePosition(topic=topic, partition=0, offset=lineno)
+            outcome = processor.process(stream, raw, None, source)
+            if outcome.kind == "deadletter":
+                letter = orjson.loads(outcome.outputs[0].value)
                 summary.invalid += 1
-                summary.invalid_lines.append((lineno, f"{exc.reason}: {exc.error}"))
+                summary.invalid_lines.append((lineno, f"{letter['reason']}: {letter['error']}"))
                 continue
-            except orjson.JSONDecodeError as exc:  # msgspec took it, orjson did not
-                summary.invalid += 1
-                summary.invalid_lines.append((lineno, f"invalid_json: {exc}"))
-                continue
-            verdict: Verdict = (
-                matcher.match_call(event, at_ms)
-                if isinstance(event, CallEvent)
-                else matcher.match_web(event, at_ms)
-            )
             summary.events += 1
-            summary.unparsed += len(verdict.unparsed)
-            if not verdict.matches:
+            summary.unparsed += len(outcome.unparsed)
+            if outcome.kind == "clean":
                 summary.clean += 1
                 continue
             summary.matched += 1
-            alerts = build_alerts(
-                stream,
-                record,
-                verdict,
-                source=SourcePosition(topic=topic, partition=0, offset=lineno),
-                indicator_version=matcher.version,
-                emitted_ms=now_ms(),
-            )
-            for alert in alerts:
-                summary.alerts_by_rule[alert["rule"]] += 1
-                sink.write(orjson.dumps(alert) + b"\n")
+            for (rule, _severity), out in zip(outcome.alerts, outcome.outputs, strict=True):
+                summary.alerts_by_rule[rule] += 1
+                sink.write(out.value + b"\n")
     return summary
 
 

@@ -213,3 +213,24 @@ def test_feed_errors_are_reported_and_the_scan_goes_on(tmp_path: Path) -> None:
     stderr = result.stderr.decode()
     assert "numbers.txt:2" in stderr  # the bad feed line, by number
     assert "calls.jsonl:3: schema_violation: callee" in stderr
+
+
+def test_scan_judges_a_line_as_the_worker_does(tmp_path: Path) -> None:
+    """An extra field orjson cannot read (1e400) is no reason to drop a scam call: the worker
+    alerts on it, and so must a retro-hunt over the same record."""
+    feed = tmp_path / "numbers.txt"
+    feed.write_text("+1 800 555 0199\n")
+    events = tmp_path / "calls.jsonl"
+    events.write_bytes(
+        b'{"event_id": "c-1", "ts": 1795867200000, "partner_id": "p", "caller": "anonymous",'
+        b' "callee": "1-800-555-0199", "vendor_score": 1e400}\n'
+    )
+    result = run_scan(
+        [str(events), "--stream", "calls", "--indicators", f"phone:{feed}"],
+        SCAMWATCH_REDIS_URL=NO_REDIS,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    alerts = alerts_of(result.stdout)
+    assert [(a["event_id"], a["rule"]) for a in alerts] == [("c-1", "callee_scam_number")]
+    assert alerts[0]["event"]["vendor_score"] == "1e400"
+    validate("alert.v1", alerts[0])

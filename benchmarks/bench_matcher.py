@@ -47,7 +47,7 @@ from engine.core.events import decode_call, decode_web
 from engine.core.matcher import Matcher, strip_port
 from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType
 from engine.core.normalize import fold_confusables, split_url
-from engine.core.reference import ReferenceMatcher
+from engine.devtools.reference import ReferenceMatcher
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)

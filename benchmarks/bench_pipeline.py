@@ -60,7 +60,8 @@ from rich.table import Table
 
 from engine.core.events import event_ts_ms
 from engine.core.models import Indicator, IndicatorType, Severity
-from engine.demo import WorkerProcess, start_worker, wait_worker_ready
+from engine.devtools.demo import WorkerProcess, start_worker, wait_worker_ready
+from engine.devtools.traffic import TrafficIndicators, generate, sample_snapshot
 from engine.kafka_io import (
     TokenBucket,
     client_options,
@@ -73,7 +74,6 @@ from engine.kafka_io import (
 )
 from engine.settings import Settings, get_settings
 from engine.store.redis import RedisStore
-from engine.traffic import TrafficIndicators, generate, sample_snapshot
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGET_EVENTS_S = 10_000.0

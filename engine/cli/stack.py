@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine import stack
+from engine.devtools import stack
 from engine.settings import get_settings
 
 console = Console()

@@ -187,7 +187,7 @@ def demo(
 ) -> None:
     """The whole pipeline on bundled sample data: stack, feeds, worker, traffic, alerts,
     and a summary with precision and recall against the generator's truth."""
-    from engine.demo import DemoOptions, run_demo
+    from engine.devtools.demo import DemoOptions, run_demo
 
     result = run_demo(
         DemoOptions(

@@ -753,34 +753,3 @@ def _misp_tags(holder: Mapping[str, Any]) -> tuple[str, ...]:
     if not isinstance(tags, list):
         return ()
     return tuple(str(t["name"]) for t in tags if isinstance(t, dict) and t.get("name"))
-
-
-# --------------------------------------------------------------------------- samples
-
-SAMPLE_FEEDS_DIR = Path(__file__).resolve().parent.parent / "data" / "samples" / "feeds"
-
-
-@dataclass(frozen=True, slots=True)
-class SampleFeed:
-    """One bundled sample feed and how to load it (from the directory's manifest.json)."""
-
-    path: Path
-    format: str
-    type_: IndicatorType | None
-    allowlist: bool
-    source: str | None
-
-
-def sample_feeds() -> list[SampleFeed]:
-    """The bundled sample feeds, in the order the demo loads them."""
-    manifest = orjson.loads((SAMPLE_FEEDS_DIR / "manifest.json").read_bytes())
-    return [
-        SampleFeed(
-            path=SAMPLE_FEEDS_DIR / entry["file"],
-            format=entry["format"],
-            type_=IndicatorType(entry["type"]) if entry.get("type") else None,
-            allowlist=bool(entry.get("allowlist", False)),
-            source=entry.get("source"),
-        )
-        for entry in manifest["feeds"]
-    ]

@@ -6,7 +6,7 @@ that host); substring questions use a pyahocorasick automaton (keywords). Expiry
 at match time (``is_active(at_ms)``), so an indicator expires without a rebuild. Numbers in
 URLs are read with the matcher's default region (web events carry none).
 
-What each rule compares (the reference matcher in :mod:`engine.core.reference` states the
+What each rule compares (the reference matcher in :mod:`engine.devtools.reference` states the
 same rules with plain loops, and property tests hold the two to the same answers):
 
 - ``callee_scam_number`` / ``caller_scam_number``: the number in E.164 equals a ``phone``

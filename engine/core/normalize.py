@@ -44,7 +44,7 @@ Choices (each a trade-off; the README repeats them):
   skip it too, through one regex per region built from that region's metadata
   (international and trunk prefixes, general pattern, possible lengths) whose alternatives
   restate the tests parse() makes; anything it is not sure of (``0113 …`` in GB, where
-  validity decides) falls through. tests/unit/test_normalize_fastpath.py checks that both
+  validity decides) falls through. tests/unit/core/test_normalize_fastpath.py checks that both
   agree with the slow path on every example number of every region in every written form.
   Other values go through a bounded LRU cache keyed by ``(value, region)`` that remembers
   errors too. The regexes are built on first use (~0.1 s for E.164: it reads every
@@ -276,7 +276,7 @@ def _phone_slow(value: str, region: str) -> tuple[str | None, str]:
 # it is then the E.164 _phone_slow returns. For a national reading the regex checks that itself
 # (the branch of ``_e164_kept`` for the region's country code); after an international prefix
 # ``_phone_fast`` runs ``_e164_kept``. What no alternative covers (and any value with other
-# characters) takes the slow path. tests/unit/test_normalize_fastpath.py checks fast against
+# characters) takes the slow path. tests/unit/core/test_normalize_fastpath.py checks fast against
 # slow on every example number of every region in every written form.
 
 _PARSE_MAX_INPUT = 250  # parse() refuses longer strings (TOO_LONG) before reading them

@@ -13,7 +13,7 @@ import psutil
 import redis
 from rich.console import Console
 
-from engine.demo import DemoError, DemoOptions, run_demo, start_worker, wait_worker_ready
+from engine.devtools.demo import DemoError, DemoOptions, run_demo, start_worker, wait_worker_ready
 from engine.kafka_io import client_options
 from engine.settings import Settings
 

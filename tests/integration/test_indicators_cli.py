@@ -17,8 +17,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from engine.cli import indicators
-from engine.core.feeds import read_feed, sample_feeds
+from engine.core.feeds import read_feed
 from engine.core.models import Indicator, IndicatorType, now_ms
+from engine.devtools.samples import sample_feeds
 from engine.settings import get_settings
 from engine.store.redis import RedisStore
 

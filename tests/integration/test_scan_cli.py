@@ -15,9 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.core.feeds import SAMPLE_FEEDS_DIR, read_feed, sample_feeds
+from engine.core.feeds import read_feed
 from engine.core.models import Indicator
-from engine.schemas import validate
+from engine.devtools.samples import SAMPLE_FEEDS_DIR, sample_feeds
+from engine.devtools.schemas import validate
 from engine.store.redis import RedisStore
 
 TRAFFIC = SAMPLE_FEEDS_DIR.parent / "traffic"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-CORE = Path(__file__).resolve().parents[2] / "engine" / "core"
+CORE = Path(__file__).resolve().parents[3] / "engine" / "core"
 FORBIDDEN = {"faust", "mode", "aiokafka", "kafka", "redis"}
 
 

@@ -164,7 +164,8 @@ class TrafficIndicators:
 
 def sample_snapshot() -> IndicatorSnapshot:
     """The bundled sample feeds (scam + allowlist), read the way the demo loads them."""
-    from engine.core.feeds import read_feed, sample_feeds
+    from engine.core.feeds import read_feed
+    from engine.devtools.samples import sample_feeds
     from engine.store.memory import MemoryStore
 
     store = MemoryStore()
@@ -897,7 +898,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     files; ``--out DIR`` with other sizes or seeds for bigger replays)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m engine.traffic", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.devtools.traffic", description=main.__doc__
+    )
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--web", type=int, default=300)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)

@@ -1,7 +1,7 @@
 """The JSON Schemas of every record (``schemas/*.json``): load them and validate documents.
 
 The canonical files are ``<repo>/schemas/``. Installed packages carry a copy under
-``engine/data/schemas/`` (package data; a unit test keeps it byte-identical), which is used
+``engine/devtools/data/schemas/`` (package data; a unit test keeps it byte-identical), which is used
 when no source checkout is found next to the package.
 
 The hot path never calls this module: workers decode with msgspec (``engine.core.events``).
@@ -47,7 +47,7 @@ class UnknownSchema(ScamwatchError):
 
 def schemas_dir(package_dir: Path = _PACKAGE_DIR) -> Path:
     """``<repo>/schemas`` in a source checkout, else the copy shipped inside the package."""
-    checkout = package_dir.parent
+    checkout = package_dir.parents[1]
     canonical = checkout / "schemas"
     if (checkout / "pyproject.toml").is_file() and (canonical / "call.v1.json").is_file():
         return canonical

@@ -8,7 +8,7 @@ import pytest
 
 from engine.core.deadletter import PROCESSING_ERROR, build_deadletter, describe_exception
 from engine.core.models import SourcePosition, Stream
-from engine.schemas import validate
+from engine.devtools.schemas import validate
 
 SOURCE = SourcePosition(topic="calls", partition=2, offset=17)
 EMITTED = 1_764_000_000_123  # 2025-11-24T16:00:00.123Z

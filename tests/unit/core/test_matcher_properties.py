@@ -14,7 +14,7 @@ from engine.core.events import CallEvent, WebEvent
 from engine.core.matcher import Matcher, numbers_in_text
 from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType, Verdict
 from engine.core.normalize import normalize
-from engine.core.reference import ReferenceMatcher, numbers_by_hand
+from engine.devtools.reference import ReferenceMatcher, numbers_by_hand
 from engine.errors import NormalizationError
 
 T = IndicatorType

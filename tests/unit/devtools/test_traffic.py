@@ -11,8 +11,7 @@ import pytest
 from engine.core.events import decode_call, decode_web
 from engine.core.matcher import Matcher
 from engine.core.models import IndicatorSnapshot, Rule, Stream
-from engine.errors import DecodeError
-from engine.traffic import (
+from engine.devtools.traffic import (
     BUNDLED_START_MS,
     DEFAULT_SEED,
     TRAFFIC_DIR,
@@ -24,6 +23,7 @@ from engine.traffic import (
     score,
     write_traffic,
 )
+from engine.errors import DecodeError
 
 HARD_CASES = {
     "callee_scam",
@@ -111,12 +111,13 @@ def test_counts_and_every_hard_case(traffic: Traffic) -> None:
 
 
 def test_bundled_files_are_what_the_generator_makes(traffic: Traffic, tmp_path: Path) -> None:
-    """The files under engine/data/samples/traffic are the generator's output for the bundled
-    feeds (regenerate with `python -m engine.traffic` when the feeds change)."""
+    """The files under engine/devtools/data/samples/traffic are the generator's output for
+    the bundled feeds (regenerate with `python -m engine.devtools.traffic` when the feeds
+    change)."""
     written = write_traffic(traffic, tmp_path)
     for name, path in written.items():
         assert (TRAFFIC_DIR / f"{name}.jsonl").read_bytes() == path.read_bytes(), (
-            f"{name}.jsonl is stale: regenerate with `python -m engine.traffic`"
+            f"{name}.jsonl is stale: regenerate with `python -m engine.devtools.traffic`"
         )
 
 

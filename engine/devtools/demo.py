@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.core.models import Indicator, Stream, now_ms
+from engine.devtools.traffic import Score, Traffic, TrafficIndicators, generate, score
 from engine.errors import ScamwatchError
 from engine.kafka_io import (
     decode_alert,
@@ -47,7 +48,6 @@ from engine.kafka_io import (
     replay_lines,
 )
 from engine.settings import Settings, get_settings
-from engine.traffic import Score, Traffic, TrafficIndicators, generate, score
 
 WORKER_START_TIMEOUT_S = 60.0
 
@@ -112,7 +112,7 @@ def scrape_events_total(port: int) -> dict[str, int] | None:
 
 def _ensure_stack(settings: Settings, console: Console) -> list[str]:
     """Start Kafka/Redis when they do not answer; the names of the parts this started."""
-    from engine import stack
+    from engine.devtools import stack
 
     redis_was_up = stack.redis_ping(settings)
     kafka_was_up = stack.port_open(*stack.kafka_address(settings))
@@ -137,7 +137,8 @@ def _ensure_stack(settings: Settings, console: Console) -> list[str]:
 
 def load_sample_feeds(settings: Settings, prefix: str, console: Console) -> Table:
     """Load every bundled sample feed into Redis under ``prefix``; a table of what was loaded."""
-    from engine.core.feeds import read_feed, sample_feeds
+    from engine.core.feeds import read_feed
+    from engine.devtools.samples import sample_feeds
     from engine.store.redis import RedisStore
 
     table = Table(title="sample feeds loaded", title_justify="left")
@@ -502,7 +503,7 @@ def _cleanup(
     with contextlib.suppress(Exception):
         _delete_prefix(settings, prefix)
     if started_parts and not options.keep_stack:
-        from engine import stack
+        from engine.devtools import stack
 
         stack.stack_down(
             settings, report=lambda line: console.print(f"[dim]  {line}[/]"), only=started_parts

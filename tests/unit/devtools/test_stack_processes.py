@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import stack
+from engine.devtools import stack
 from engine.settings import Settings, load_settings
 
 SLEEPER = "import sys, time; time.sleep(120)"

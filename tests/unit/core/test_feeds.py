@@ -18,13 +18,13 @@ from engine.core.feeds import (
     indicator_to_record,
     parse_timestamp,
     read_feed,
-    sample_feeds,
     stix_pattern_values,
 )
 from engine.core.models import Indicator, IndicatorType, Severity
+from engine.devtools.samples import sample_feeds
 from engine.errors import FeedError
 
-FEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
+FEEDS = Path(__file__).resolve().parents[2] / "fixtures" / "feeds"
 T = IndicatorType
 
 
@@ -390,7 +390,7 @@ def test_txt_inline_comments_and_url_fragments(tmp_path: Path) -> None:
 
 
 def test_exported_records_follow_the_indicator_schema() -> None:
-    schema_path = Path(__file__).resolve().parents[2] / "schemas" / "indicator.v1.json"
+    schema_path = Path(__file__).resolve().parents[3] / "schemas" / "indicator.v1.json"
     validator = jsonschema.Draft202012Validator(orjson.loads(schema_path.read_bytes()))
     indicators = [
         i

@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from engine.core.events import decode_call, decode_web
-from engine.errors import DecodeError, ScamwatchError
-from engine.schemas import (
+from engine.devtools.schemas import (
     SCHEMA_NAMES,
     SchemaViolation,
     UnknownSchema,
@@ -27,8 +26,9 @@ from engine.schemas import (
     schemas_dir,
     validate,
 )
+from engine.errors import DecodeError, ScamwatchError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCHEMAS = REPO / "schemas"
 EXAMPLES = SCHEMAS / "examples"
 EXPECTED_ERRORS: dict[str, str] = json.loads((EXAMPLES / "expected-errors.json").read_text())
@@ -104,20 +104,23 @@ def test_load_schema_returns_a_copy_and_unknown_names_fail() -> None:
 
 
 def test_packaged_copy_is_identical_to_the_canonical_schemas() -> None:
-    packaged = REPO / "engine" / "data" / "schemas"
+    packaged = REPO / "engine" / "devtools" / "data" / "schemas"
     names = sorted(p.name for p in SCHEMAS.glob("*.json"))
     assert names == sorted(f"{n}.json" for n in SCHEMA_NAMES)
     assert sorted(p.name for p in packaged.glob("*.json")) == names
     for name in names:
         assert (packaged / name).read_bytes() == (SCHEMAS / name).read_bytes(), (
-            f"engine/data/schemas/{name} differs from schemas/{name}: copy schemas/*.json there"
+            f"engine/devtools/data/schemas/{name} differs from schemas/{name}: "
+            "copy schemas/*.json there"
         )
 
 
 def test_schemas_dir_is_the_checkout_else_the_packaged_copy(tmp_path: Path) -> None:
     assert schemas_dir() == SCHEMAS
-    installed = tmp_path / "site-packages" / "engine"
-    shutil.copytree(REPO / "engine" / "data" / "schemas", installed / "data" / "schemas")
+    installed = tmp_path / "site-packages" / "engine" / "devtools"
+    shutil.copytree(
+        REPO / "engine" / "devtools" / "data" / "schemas", installed / "data" / "schemas"
+    )
     assert schemas_dir(installed) == installed / "data" / "schemas"
     assert (schemas_dir(installed) / "alert.v1.json").is_file()
 

@@ -23,7 +23,7 @@ from engine.core.models import (
     Rule,
     Verdict,
 )
-from engine.core.reference import ReferenceMatcher, numbers_by_hand
+from engine.devtools.reference import ReferenceMatcher, numbers_by_hand
 
 T = IndicatorType
 NOW = 1_764_000_000_000

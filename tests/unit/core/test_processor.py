@@ -18,7 +18,7 @@ from engine.core.models import (
     Stream,
     Verdict,
 )
-from engine.schemas import validate
+from engine.devtools.schemas import validate
 from engine.stream.processor import Outcome, RecordProcessor
 
 NOW = 1_764_000_000_000

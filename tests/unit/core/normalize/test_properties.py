@@ -12,8 +12,11 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumber, PhoneNumberFormat, PhoneNumberType
 
+from engine.core import confusables
 from engine.core import normalize as norm
 from engine.core.models import IndicatorType
+from engine.core.normalize import domain, phone, url
+from engine.core.normalize import keyword as keyword_module
 from engine.errors import NormalizationError
 
 PROPERTY_SETTINGS = settings(
@@ -111,7 +114,7 @@ def test_every_written_form_of_every_example_number() -> None:
 
 
 def _slow_phone(value: str, region: str = "US") -> str | None:
-    return norm._phone_slow.__wrapped__(value, region)[0]  # type: ignore[attr-defined]
+    return phone._phone_slow.__wrapped__(value, region)[0]  # type: ignore[attr-defined]
 
 
 @PROPERTY_SETTINGS
@@ -238,7 +241,7 @@ def test_ascii_fast_path_agrees_with_the_precise_path(host: str) -> None:
     except NormalizationError as exc:
         fast = exc
     try:
-        slow: str | Exception = norm._hostname(host, host, "domain")
+        slow: str | Exception = domain._hostname(host, host, "domain")
     except NormalizationError as exc:
         slow = exc
     if isinstance(fast, Exception) or isinstance(slow, Exception):
@@ -307,7 +310,7 @@ def test_url_normalization_is_idempotent_and_fast_path_agrees(value: str) -> Non
     except NormalizationError:
         once = None
     try:
-        general: str | None = "".join(norm._split_url_general(value))
+        general: str | None = "".join(url._split_url_general(value))
     except NormalizationError:
         general = None
     assert once == general
@@ -336,8 +339,8 @@ def test_fold_ascii_fast_path_agrees_with_the_table(text: str) -> None:
 
 
 def _fold_by_table(text: str) -> str:
-    folded = text.translate(norm._FOLD_TABLE)
-    for old, new in norm.MULTI_CHAR_FOLD:
+    folded = text.translate(keyword_module._FOLD_TABLE)
+    for old, new in confusables.MULTI_CHAR_FOLD:
         folded = folded.replace(old, new)
     return folded
 

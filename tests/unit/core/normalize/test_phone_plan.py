@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneMetadata, PhoneNumber, PhoneNumberFormat, PhoneNumberType
 
 from engine.core import normalize as norm
+from engine.core.normalize import phone, phone_plan
 from engine.errors import NormalizationError
 
 REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
@@ -30,7 +31,7 @@ SEPARATORS = (" ", "-", ".", "(", ")", "")
 def _slow(value: str, region: str) -> tuple[str | None, str]:
     """The reference: the slow path (phonenumbers.parse), through its cache so that
     normalize_phone, falling back to it, does not read the value a second time."""
-    return norm._phone_slow(value, region)
+    return phone._phone_slow(value, region)
 
 
 def _normalized(value: str, region: str) -> tuple[str | None, str]:
@@ -45,7 +46,7 @@ def _answered_fast(value: str, region: str) -> bool:
     """Whether normalize_phone may answer without the slow path (else it asks it, and agrees
     with it by construction)."""
     plus = value[:1] == "+" or value[:5] == "tel:+"
-    return plus or norm._phone_fast(value, region) is not None
+    return plus or phone_plan.phone_fast(value, region) is not None
 
 
 def _disagreement(value: str, region: str) -> tuple[str, str, object, object] | None:
@@ -53,7 +54,7 @@ def _disagreement(value: str, region: str) -> tuple[str, str, object, object] | 
     if not _answered_fast(value, region):
         return None
     expected = _slow(value, region)
-    fast = norm._phone_fast(value, region)
+    fast = phone_plan.phone_fast(value, region)
     if fast is not None and fast != expected[0]:
         return (value, region, fast, expected)
     got = _normalized(value, region)
@@ -135,7 +136,7 @@ def test_every_written_form_of_every_example_number() -> None:
     }
     failures = [problem for case in cases if (problem := _disagreement(*case)) is not None]
     assert failures == []
-    fired = sum(norm._phone_fast(*case) is not None for case in cases)
+    fired = sum(phone_plan.phone_fast(*case) is not None for case in cases)
     assert fired > len(cases) // 3  # the fast path answers for a good share of these forms
 
 
@@ -174,7 +175,7 @@ def test_random_digit_strings_in_every_region() -> None:
         for shape in _random_shapes(region, rnd):
             for text in (shape, _with_separators(shape, rnd)):
                 for read_with in (region, "US"):
-                    fired += norm._phone_fast(text, read_with) is not None
+                    fired += phone_plan.phone_fast(text, read_with) is not None
                     problem = _disagreement(text, read_with)
                     if problem is not None:
                         failures.append(problem)
@@ -221,7 +222,7 @@ def test_each_reading_is_the_one_parse_makes() -> None:
     rnd = random.Random(2026)
     failures = []
     read = 0
-    plans = {region: norm._build_plan(region, kept=False) for region in REGIONS}
+    plans = {region: phone_plan._build_plan(region, kept=False) for region in REGIONS}
     for region, digits in [*RAW_EXAMPLES, *_raw_cases(rnd)]:
         pattern, prefixes = plans[region]
         match = pattern.fullmatch(digits)
@@ -237,7 +238,7 @@ def test_each_reading_is_the_one_parse_makes() -> None:
         elif kind == "i":
             if _reading(digits, region) != _reading(predicted, "ZZ"):
                 failures.append((region, digits, kind, predicted, _reading(digits, region)))
-        elif norm._parse(digits, region)[0] is not None:
+        elif phone._parse(digits, region)[0] is not None:
             failures.append((region, digits, kind, predicted, "the region reads it"))
     assert failures == []
     assert read > 8_000
@@ -255,7 +256,7 @@ def test_the_partners_national_forms_take_the_fast_path(region: str) -> None:
         e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
         national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
         for text in (national, phonenumbers.normalize_digits_only(national)):
-            assert norm._phone_fast(text, region) == _slow(text, region)[0] == e164, text
+            assert phone_plan.phone_fast(text, region) == _slow(text, region)[0] == e164, text
 
 
 @pytest.mark.parametrize(
@@ -286,7 +287,7 @@ def test_common_forms_are_answered_by_the_fast_path(value: str, region: str, exp
     if value.startswith("tel:"):
         assert norm.normalize_phone(value, region) == _slow(value, region)[0] == expected
     else:
-        assert norm._phone_fast(value, region) == _slow(value, region)[0] == expected
+        assert phone_plan.phone_fast(value, region) == _slow(value, region)[0] == expected
 
 
 @pytest.mark.parametrize(
@@ -301,7 +302,7 @@ def test_common_forms_are_answered_by_the_fast_path(value: str, region: str, exp
     ],
 )
 def test_doubtful_forms_are_left_to_the_slow_path(value: str, region: str) -> None:
-    assert norm._phone_fast(value, region) is None
+    assert phone_plan.phone_fast(value, region) is None
     assert _normalized(value, region) == _slow(value, region)
 
 
@@ -314,7 +315,7 @@ def test_errors_are_the_slow_paths_errors() -> None:
     for value, region in (("212555014", "US"), ("0", "US"), ("00", "GB"), ("0044", "US")):
         expected = _slow(value, region)
         assert expected[0] is None
-        assert norm._phone_fast(value, region) is None
+        assert phone_plan.phone_fast(value, region) is None
         assert _normalized(value, region) == expected
 
 
@@ -327,7 +328,7 @@ def test_regions_are_read_as_the_slow_path_reads_them() -> None:
 
 def test_a_value_parse_refuses_as_too_long_is_not_read() -> None:
     value = "212" + " " * 300 + "5550147"
-    assert norm._phone_fast(value, "US") is None
+    assert phone_plan.phone_fast(value, "US") is None
     assert _normalized(value, "US") == _slow(value, "US")
     assert _slow(value, "US")[0] is None
 
@@ -354,10 +355,10 @@ def test_fast_path_agrees_with_the_slow_path(value: str, region: str) -> None:
 def test_every_region_has_fast_readings() -> None:
     """No metadata pattern is refused as not embeddable (so no region silently loses the fast
     path), and the ZZ plan reads only 00/011."""
-    refused = [r for r in REGIONS if norm._build_plan(r) is norm._NO_PLAN]
+    refused = [r for r in REGIONS if phone_plan._build_plan(r) is phone_plan._NO_PLAN]
     assert refused == []
-    assert norm._phone_fast("2125550147", "ZZ") is None
-    assert norm._phone_fast("0012125550147", "ZZ") == "+12125550147"
+    assert phone_plan.phone_fast("2125550147", "ZZ") is None
+    assert phone_plan.phone_fast("0012125550147", "ZZ") == "+12125550147"
 
 
 @pytest.mark.parametrize(
@@ -377,4 +378,4 @@ def test_every_region_has_fast_readings() -> None:
     ],
 )
 def test_metadata_patterns_that_cannot_be_embedded_are_refused(pattern: str, refused: bool) -> None:
-    assert (norm._NOT_EMBEDDABLE.search(pattern) is not None) is refused
+    assert (phone_plan._NOT_EMBEDDABLE.search(pattern) is not None) is refused

@@ -1,0 +1,353 @@
+"""indicator.v1 records, and the feed formats made of them: CSV (one record per row, the
+header names the fields) and JSON lines (one record per line).
+
+Records follow indicator.v1: ``type``, ``value``, ``source`` (and ``sources``, written by
+export), ``severity`` (default ``high``), ``confidence`` (0-100), ``tags``, ``valid_from``,
+``valid_until`` (RFC 3339 or epoch milliseconds), ``description``, ``reference``. Every format
+turns what it reads into such records and hands them to :meth:`FeedContext.record`.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.core.models import DEFAULT_CONFIDENCE, Indicator, IndicatorType, Severity
+from engine.core.normalize import normalize
+from engine.errors import FeedError, NormalizationError
+
+RECORD_FIELDS = (
+    "type",
+    "value",
+    "source",
+    "sources",
+    "severity",
+    "confidence",
+    "tags",
+    "valid_from",
+    "valid_until",
+    "description",
+    "reference",
+)
+_LIST_SEPARATOR = ";"  # tags/sources inside one CSV cell
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+# epoch milliseconds must fall in 2000-01-01 .. 2100-01-01 (catches epoch seconds)
+_MIN_MS = 946_684_800_000
+_MAX_MS = 4_102_444_800_000
+# RFC 3339 date-time, as schemas/indicator.v1.json says (fromisoformat alone takes more)
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"(Z|z|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def indicator_to_record(ind: Indicator) -> dict[str, object]:
+    """The indicator.v1 record of ``ind`` (what export writes, one JSON object per line).
+
+    ``source`` is the first of ``sources`` (for consumers that know one source only) and
+    ``sources`` all of them, so that loading an export gives back the same entries."""
+    return {
+        "type": ind.type.value,
+        "value": ind.value,
+        "source": ind.sources[0] if ind.sources else None,
+        "sources": list(ind.sources),
+        "severity": ind.severity.value,
+        "confidence": ind.confidence,
+        "tags": list(ind.tags),
+        "valid_from": format_timestamp(ind.valid_from),
+        "valid_until": format_timestamp(ind.valid_until),
+        "description": ind.description,
+        "reference": ind.reference,
+    }
+
+
+def indicator_from_record(
+    rec: Mapping[str, object], *, source: str | None, region: str
+) -> Indicator:
+    """Validate and normalize one indicator.v1 record.
+
+    ``source`` is used when the record names none. Raises :class:`FeedError` (or
+    :class:`NormalizationError` for the value) whose message starts with the field name."""
+    get = rec.get  # loads call this a million times: empty fields skip their parser
+    type_ = parse_type(get("type"))
+    raw_value = get("value")
+    if not isinstance(raw_value, str) or not raw_value.strip():
+        raise FeedError("value: missing or empty")
+    try:
+        value = normalize(type_, raw_value, region)
+    except NormalizationError as exc:
+        raise FeedError(f"value: {exc}") from exc
+
+    raw = get("sources")
+    sources = _string_list("sources", raw) if raw else ()
+    raw = get("source")
+    own_source = _optional_text("source", raw) if raw is not None else ""
+    if own_source:
+        sources = (own_source, *sources)
+    if not sources and source:
+        sources = (source,)
+    raw = get("tags")
+    tags = _string_list("tags", raw) if raw else ()
+    raw = get("valid_from")
+    valid_from = parse_timestamp("valid_from", raw) if raw is not None else None
+    raw = get("valid_until")
+    valid_until = parse_timestamp("valid_until", raw) if raw is not None else None
+    if valid_from is not None and valid_until is not None and valid_until < valid_from:
+        raise FeedError("valid_until: before valid_from")
+    raw = get("description")
+    description = _optional_text("description", raw) if raw is not None else ""
+    raw = get("reference")
+    reference = _optional_text("reference", raw) if raw is not None else ""
+
+    return Indicator(
+        type_,
+        value,
+        sources if len(sources) < 2 else tuple(sorted(set(sources))),
+        parse_severity(get("severity")),
+        parse_confidence(get("confidence")),
+        tags if len(tags) < 2 else tuple(sorted(set(tags))),
+        valid_from,
+        valid_until,
+        description,
+        reference,
+    )
+
+
+_TYPE_NAMES = {t.value: t for t in IndicatorType}
+_SEVERITY_NAMES = {s.value: s for s in Severity}
+
+
+def parse_type(raw: object) -> IndicatorType:
+    known_type = _TYPE_NAMES.get(raw) if isinstance(raw, str) else None
+    if known_type is not None:  # the common case, without strip/lower/enum lookup
+        return known_type
+    if not isinstance(raw, str) or not raw.strip():
+        raise FeedError("type: missing")
+    try:
+        return IndicatorType(raw.strip().lower())
+    except ValueError:
+        known = ", ".join(t.value for t in IndicatorType)
+        raise FeedError(f"type: unknown type {raw!r} (expected one of {known})") from None
+
+
+def parse_severity(raw: object) -> Severity:
+    severity = _SEVERITY_NAMES.get(raw) if isinstance(raw, str) else None
+    if severity is not None:
+        return severity
+    if raw is None or raw == "":
+        return Severity.HIGH
+    if not isinstance(raw, str):
+        raise FeedError(f"severity: expected a string, got {type(raw).__name__}")
+    try:
+        return Severity(raw.strip().lower())
+    except ValueError:
+        known = ", ".join(s.value for s in Severity)
+        raise FeedError(f"severity: unknown severity {raw!r} (expected one of {known})") from None
+
+
+def parse_confidence(raw: object) -> int:
+    if type(raw) is int and 0 <= raw <= 100:
+        return raw
+    if raw is None or raw == "":
+        return DEFAULT_CONFIDENCE
+    if isinstance(raw, bool):
+        raise FeedError("confidence: expected an integer 0-100, got a boolean")
+    if isinstance(raw, str):
+        try:
+            number = int(raw)  # int() ignores surrounding blanks
+        except ValueError:
+            raise FeedError(f"confidence: {raw!r} is not an integer") from None
+    elif isinstance(raw, int):
+        number = raw
+    elif isinstance(raw, float) and raw.is_integer():
+        number = int(raw)
+    else:
+        raise FeedError(f"confidence: expected an integer 0-100, got {raw!r}")
+    if not 0 <= number <= 100:
+        raise FeedError(f"confidence: {number} is outside 0-100")
+    return number
+
+
+def parse_timestamp(field: str, raw: object) -> int | None:
+    """RFC 3339 date-time or epoch milliseconds (an integer, or digits in a CSV cell) →
+    epoch milliseconds, as in schemas/indicator.v1.json. An offset-less time is UTC."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise FeedError(f"{field}: expected RFC 3339 or epoch milliseconds, got {raw!r}")
+    text = raw.strip() if isinstance(raw, str) else ""
+    if isinstance(raw, int) or text.isdigit():
+        ms = int(raw)
+        if not _MIN_MS <= ms <= _MAX_MS:
+            raise FeedError(f"{field}: {ms} is not epoch milliseconds in 2000-2100")
+        return ms
+    if not _RFC3339.fullmatch(text):
+        raise FeedError(f"{field}: {raw!r} is neither an RFC 3339 date-time nor epoch ms")
+    try:
+        moment = datetime.fromisoformat(text.upper())  # 3.11 refuses a lower-case t/z
+    except ValueError:
+        raise FeedError(f"{field}: {raw!r} is not a valid date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _ONE_MS
+
+
+def format_timestamp(ms: int | None) -> str | None:
+    """Epoch milliseconds → RFC 3339 UTC with milliseconds (``2026-01-31T00:00:00.000Z``)."""
+    if ms is None:
+        return None
+    moment = _EPOCH + ms * _ONE_MS
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def _optional_text(field: str, raw: object) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        raise FeedError(f"{field}: expected a string, got {type(raw).__name__}")
+    return raw.strip()
+
+
+def _string_list(field: str, raw: object) -> tuple[str, ...]:
+    """A list of strings, or one string separated by ``;`` (CSV cells)."""
+    if raw is None or raw == "":
+        return ()
+    if isinstance(raw, str):
+        items: list[object] = list(raw.split(_LIST_SEPARATOR))
+    elif isinstance(raw, list | tuple):
+        items = list(raw)
+    else:
+        raise FeedError(f"{field}: expected a list of strings, got {type(raw).__name__}")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise FeedError(f"{field}: expected strings, got {item!r}")
+        if item.strip():
+            out.append(item.strip())
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedContext:
+    file: str
+    source: str
+    region: str
+    type_: IndicatorType | None
+
+    def record(
+        self, rec: Mapping[str, object], *, line: int | None = None, object_id: str | None = None
+    ) -> Indicator | FeedError:
+        """One record → an Indicator, or the FeedError saying where and why."""
+        if self.type_ is not None and not rec.get("type"):
+            rec = {**rec, "type": self.type_.value}
+        try:
+            return indicator_from_record(rec, source=self.source, region=self.region)
+        except FeedError as exc:
+            return self.error(exc.reason, line=line, object_id=object_id)
+        except NormalizationError as exc:
+            return self.error(f"value: {exc}", line=line, object_id=object_id)
+
+    def error(
+        self, reason: str, *, line: int | None = None, object_id: str | None = None
+    ) -> FeedError:
+        return FeedError(reason, file=self.file, line=line, object_id=object_id)
+
+
+def _open_text(path: Path, ctx: FeedContext) -> Any:
+    try:
+        # utf-8-sig: spreadsheet exports often start with a byte-order mark
+        return path.open(encoding="utf-8-sig", newline="", errors="strict")
+    except OSError as exc:
+        raise ctx.error(f"cannot read: {exc.strerror or exc}") from exc
+
+
+def numbered_lines(path: Path, ctx: FeedContext) -> Iterator[tuple[int, str] | FeedError]:
+    """Numbered lines; a line that is not UTF-8 is a FeedError, the rest go on."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ctx.error(f"cannot read: {exc.strerror or exc}") from exc
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield ctx.error(f"not UTF-8 ({exc.reason} at byte {exc.start})", line=number)
+                continue
+            if number == 1:
+                text = text.removeprefix("\ufeff")
+            yield number, text.rstrip("\r\n")
+
+
+def read_jsonl(path: Path, ctx: FeedContext) -> Iterator[Indicator | FeedError]:
+    for item in numbered_lines(path, ctx):
+        if isinstance(item, FeedError):
+            yield item
+            continue
+        number, text = item
+        if not text.strip():
+            continue
+        try:
+            rec = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            yield ctx.error(f"not valid JSON: {exc}", line=number)
+            continue
+        if not isinstance(rec, dict):
+            yield ctx.error(f"expected a JSON object, got {type(rec).__name__}", line=number)
+            continue
+        yield ctx.record(rec, line=number)
+
+
+def read_csv(path: Path, ctx: FeedContext) -> Iterator[Indicator | FeedError]:
+    handle = _open_text(path, ctx)
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            columns = [name.strip().lower() for name in header]
+            if "value" not in columns:
+                raise ctx.error(
+                    f"the header row has no 'value' column (got {', '.join(columns)}); "
+                    f"columns are indicator.v1 field names: {', '.join(RECORD_FIELDS)}",
+                    line=1,
+                )
+            if "type" not in columns and ctx.type_ is None:
+                raise ctx.error("no 'type' column and no --type given", line=1)
+            start = reader.line_num + 1
+            for row in reader:
+                line, start = start, reader.line_num + 1
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) > len(columns):
+                    yield ctx.error(
+                        f"{len(row)} cells for {len(columns)} columns (a comma in a value "
+                        "needs quotes)",
+                        line=line,
+                    )
+                    continue
+                rec = dict(zip(columns, row, strict=False))  # an unnamed column is ignored
+                yield ctx.record(rec, line=line)
+        except UnicodeDecodeError as exc:
+            # csv reads ahead in blocks, so the rest of the file cannot be trusted either
+            yield ctx.error(f"not UTF-8 ({exc.reason}); reading stopped", line=reader.line_num)
+        except csv.Error as exc:
+            yield ctx.error(f"CSV: {exc}; reading stopped", line=reader.line_num)
+
+
+def load_json(path: Path, ctx: FeedContext) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ctx.error(f"cannot read: {exc.strerror or exc}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise ctx.error(f"not valid JSON: {exc}") from exc

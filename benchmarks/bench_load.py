@@ -39,7 +39,7 @@ from rich.table import Table
 from engine.cli.indicators import LOAD_BATCH, LoadReport, load_items
 from engine.core.feeds import read_feed
 from engine.core.models import Indicator
-from engine.settings import get_settings
+from engine.settings import load_settings
 from engine.store.redis import RedisStore
 
 TARGET_SECONDS = 60.0
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     console = Console()
-    url = args.redis_url or get_settings().redis_url.get_secret_value()
+    url = args.redis_url or load_settings().redis.url.get_secret_value()
     prefix = f"bench:{uuid.uuid4().hex[:10]}:"
     client = redis.Redis.from_url(url)
     store = RedisStore(client, prefix=prefix)

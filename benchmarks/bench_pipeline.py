@@ -64,7 +64,6 @@ from engine.devtools.demo import WorkerProcess, start_worker, wait_worker_ready
 from engine.devtools.traffic import TrafficIndicators, generate, sample_snapshot
 from engine.kafka_io import (
     TokenBucket,
-    client_options,
     delete_topics,
     ensure_topics,
     event_key,
@@ -72,7 +71,7 @@ from engine.kafka_io import (
     make_producer,
     replay_lines,
 )
-from engine.settings import Settings, get_settings
+from engine.settings import Settings, load_settings
 from engine.store.redis import RedisStore
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -138,7 +137,7 @@ def synthetic_indicators(count: int, seed: int) -> Iterator[Indicator]:
 def load_indicators(settings: Settings, prefix: str, count: int, seed: int) -> dict[str, float]:
     """The sample feeds and ``count`` synthetic indicators into Redis under ``prefix``."""
     snapshot = sample_snapshot()
-    store = RedisStore.from_url(settings.redis_url.get_secret_value(), prefix=prefix)
+    store = RedisStore.from_url(settings.redis.url.get_secret_value(), prefix=prefix)
     try:
         store.upsert(snapshot.indicators)
         store.upsert(snapshot.allowlist, allowlist=True)
@@ -294,20 +293,20 @@ def steady_rate(samples: list[tuple[float, float]], total: float) -> tuple[float
 async def prefill(
     settings: Settings, topics: dict[str, str], calls: list[bytes], web: list[bytes], count: int
 ) -> float:
-    producer = await make_producer(settings)
+    producer = await make_producer(settings.kafka)
     try:
         started = time.monotonic()
         await asyncio.gather(
             replay_lines(
                 events_for(calls, count // 2, "s"),
                 topic=topics["calls"],
-                settings=settings,
+                kafka=settings.kafka,
                 producer=producer,
             ),
             replay_lines(
                 events_for(web, count - count // 2, "s"),
                 topic=topics["web"],
-                settings=settings,
+                kafka=settings.kafka,
                 producer=producer,
             ),
         )
@@ -327,13 +326,13 @@ async def pass_through(
     consumer = AIOKafkaConsumer(
         topics["calls"],
         topics["web"],
-        **client_options(settings),
+        **settings.kafka.client_options(),
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 << 20,
     )
-    producer = await make_producer(settings, client_id="bench-pass-through")
+    producer = await make_producer(settings.kafka, client_id="bench-pass-through")
     await consumer.start()
     done = 0
     started: float | None = None
@@ -396,7 +395,7 @@ async def latency_phase(
 
     async def collect() -> None:
         nonlocal last
-        async for _, value in iter_records(settings, [topics["alerts"]], from_beginning=True):
+        async for _, value in iter_records(settings.kafka, [topics["alerts"]], from_beginning=True):
             now = time.time() * 1000
             last = time.monotonic()
             alert = orjson.loads(value)
@@ -413,7 +412,7 @@ async def latency_phase(
     await asyncio.wait_for(watch_idle(), timeout=120)  # old alerts read: now at the end
     await caught_up.wait()
     before = scrape(port) or {"events": 0.0, "buckets": {}}
-    producer = await make_producer(settings, linger_ms=1)
+    producer = await make_producer(settings.kafka, linger_ms=1)
     templates = latency_templates(calls, web, topics, tag)
     started = time.monotonic()
     try:
@@ -547,7 +546,7 @@ def main() -> int:
     parser.add_argument("--code", default=None, help="What code was measured (default: git HEAD).")
     args = parser.parse_args()
 
-    settings = get_settings()
+    settings = load_settings()
     run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
     topics = {
         name: f"bench-{run}-{name}" for name in ("calls", "web", "alerts", "deadletter", "sink")
@@ -576,7 +575,7 @@ def main() -> int:
 
         console.print(f"[bold]2.[/] pre-filling {args.events:,} events ...")
         calls, web = event_pool(args.seed)
-        asyncio.run(ensure_topics(settings, list(topics.values()), partitions=args.partitions))
+        asyncio.run(ensure_topics(settings.kafka, list(topics.values()), partitions=args.partitions))
         results["prefill_per_s"] = asyncio.run(prefill(settings, topics, calls, web, args.events))
         console.print(f"   {results['prefill_per_s']:,.0f} events/s produced")
 
@@ -695,8 +694,8 @@ def main() -> int:
         if worker is not None:
             worker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        asyncio.run(delete_topics(settings, [*topics.values(), f"bench-{run}-__assignor-__leader"]))
-        client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+        asyncio.run(delete_topics(settings.kafka, [*topics.values(), f"bench-{run}-__assignor-__leader"]))
+        client = redis.Redis.from_url(settings.redis.url.get_secret_value())
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)

@@ -22,11 +22,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from aiokafka.helpers import create_ssl_context
 from rich.text import Text
 
 from engine.errors import ScamwatchError
-from engine.settings import Settings
+from engine.settings import KafkaSettings
 
 # sends in flight before replay waits for acknowledgements (bounds memory on huge files)
 _MAX_IN_FLIGHT = 20_000
@@ -36,22 +35,6 @@ class TransportError(ScamwatchError):
     """Kafka could not be reached or refused a record (retriable: the broker may come back)."""
 
     retriable = True
-
-
-def client_options(settings: Settings) -> dict[str, Any]:
-    """aiokafka connection options from the settings (bootstrap and security)."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_sasl_mechanism:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
-    return options
 
 
 def event_key(record: object) -> bytes | None:
@@ -138,12 +121,12 @@ def iter_file_lines(path: Path) -> Iterator[tuple[bytes, int]]:
                 done = position
 
 
-async def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+async def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """A started producer tuned for throughput (small linger, large batches) that loses
     nothing it reports as sent: ``acks="all"`` waits for every in-sync replica, so a leader
     failover cannot drop acknowledged records (``acks=1`` could)."""
     options: dict[str, Any] = {
-        **client_options(settings),
+        **kafka.client_options(),
         "linger_ms": 5,
         "max_batch_size": 256 * 1024,
         "acks": "all",
@@ -155,7 +138,7 @@ async def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduce
         await producer.start()
     except KafkaError as exc:
         await producer.stop()
-        raise TransportError(f"Kafka at {settings.kafka_bootstrap} is unreachable: {exc}") from exc
+        raise TransportError(f"Kafka at {kafka.bootstrap} is unreachable: {exc}") from exc
     return producer
 
 
@@ -163,7 +146,7 @@ async def replay_lines(
     lines: Iterable[tuple[bytes, int]],
     *,
     topic: str,
-    settings: Settings,
+    kafka: KafkaSettings,
     rate: float | None = None,
     on_progress: Callable[[ReplayStats, int], None] | None = None,
     producer: AIOKafkaProducer | None = None,
@@ -172,7 +155,7 @@ async def replay_lines(
     events/s when given; waits for every acknowledgement before it returns.
     ``on_progress(stats, consumed_bytes)`` is called every few hundred lines."""
     own = producer is None
-    prod = producer if producer is not None else await make_producer(settings)
+    prod = producer if producer is not None else await make_producer(kafka)
     bucket = TokenBucket(rate) if rate else None
     stats = ReplayStats()
     consumed = 0
@@ -211,9 +194,9 @@ async def replay_lines(
     return stats
 
 
-async def ensure_topics(settings: Settings, topics: Sequence[str], partitions: int = 1) -> None:
+async def ensure_topics(kafka: KafkaSettings, topics: Sequence[str], partitions: int = 1) -> None:
     """Create the topics that do not exist yet (replication factor 1: the local stack)."""
-    admin = AIOKafkaAdminClient(**client_options(settings))
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     missing = list(topics)
     try:
         await admin.start()
@@ -231,9 +214,9 @@ async def ensure_topics(settings: Settings, topics: Sequence[str], partitions: i
         await admin.close()
 
 
-async def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
+async def delete_topics(kafka: KafkaSettings, topics: Sequence[str]) -> None:
     """Delete topics (best effort: the demo and the benchmark clean up what they made)."""
-    admin = AIOKafkaAdminClient(**client_options(settings))
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -247,7 +230,7 @@ async def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
 
 
 async def iter_records(
-    settings: Settings,
+    kafka: KafkaSettings,
     topics: Sequence[str],
     *,
     from_beginning: bool = False,
@@ -259,7 +242,7 @@ async def iter_records(
     ``idle_timeout`` seconds with no record."""
     consumer = AIOKafkaConsumer(
         *topics,
-        **client_options(settings),
+        **kafka.client_options(),
         group_id=group_id,
         enable_auto_commit=group_id is not None,
         auto_offset_reset="earliest" if from_beginning else "latest",
@@ -269,7 +252,7 @@ async def iter_records(
         await consumer.start()
     except KafkaError as exc:
         await consumer.stop()
-        raise TransportError(f"Kafka at {settings.kafka_bootstrap} is unreachable: {exc}") from exc
+        raise TransportError(f"Kafka at {kafka.bootstrap} is unreachable: {exc}") from exc
     try:
         while True:
             timeout_ms = int(idle_timeout * 1000) if idle_timeout is not None else 1000

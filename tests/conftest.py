@@ -29,7 +29,7 @@ def _reachable(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_url(settings: Settings) -> str:
-    url = settings.redis_url.get_secret_value()
+    url = settings.redis.url.get_secret_value()
     try:
         redis.Redis.from_url(url, socket_timeout=2).ping()
     except redis.RedisError as exc:
@@ -39,13 +39,13 @@ def redis_url(settings: Settings) -> str:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(settings: Settings) -> str:
-    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    host, _, port = settings.kafka.bootstrap.split(",")[0].rpartition(":")
     if not _reachable(host, int(port)):
         pytest.fail(
-            f"Kafka is not reachable at {settings.kafka_bootstrap}; run `scamwatch stack up`",
+            f"Kafka is not reachable at {settings.kafka.bootstrap}; run `scamwatch stack up`",
             False,
         )
-    return settings.kafka_bootstrap
+    return settings.kafka.bootstrap
 
 
 @pytest.fixture

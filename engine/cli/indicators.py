@@ -14,7 +14,6 @@ from typing import Annotated
 
 import click
 import orjson
-import phonenumbers
 import typer
 from rich import box
 from rich.console import Console
@@ -39,8 +38,9 @@ from engine.core.feeds import (
 )
 from engine.core.models import Indicator, IndicatorType, Severity, now_ms
 from engine.core.normalize import normalize
+from engine.core.region import parse_region
 from engine.errors import ConfigError, FeedError, NormalizationError, ScamwatchError
-from engine.settings import get_settings
+from engine.settings import Settings, load_settings
 from engine.store.base import IndicatorStore, UpsertResult
 from engine.store.redis import RedisStore
 
@@ -84,7 +84,7 @@ def _group(
     ] = None,
 ) -> None:
     """Load indicator feeds into Redis and manage indicators and the allowlist."""
-    ctx.obj = prefix
+    ctx.obj = load_settings(redis={"prefix": prefix} if prefix else {})
 
 
 @contextmanager
@@ -98,19 +98,19 @@ def _cli_errors() -> Iterator[None]:
 
 
 def _open_store(ctx: typer.Context) -> RedisStore:
-    settings = get_settings()
-    prefix = ctx.obj or settings.redis_prefix
-    return RedisStore.from_url(settings.redis_url.get_secret_value(), prefix=prefix)
+    settings: Settings = ctx.obj
+    return RedisStore.from_url(settings.redis.url.get_secret_value(), prefix=settings.redis.prefix)
 
 
-def _region(region: str | None) -> str:
+def _region(ctx: typer.Context, region: str | None) -> str:
     """--region, or the default from settings; refused here rather than on every line."""
+    settings: Settings = ctx.obj
     if region is None:
-        return get_settings().default_region
-    code = region.strip().upper()
-    if code not in phonenumbers.SUPPORTED_REGIONS:
-        raise ConfigError("--region", f"{region!r} is not an ISO 3166 alpha-2 region")
-    return code
+        return settings.processing.default_region
+    try:
+        return parse_region(region)
+    except ValueError as exc:
+        raise ConfigError("--region", str(exc)) from None
 
 
 def _side(allowlist: bool) -> str:
@@ -154,7 +154,7 @@ def load(
     started = time.perf_counter()
     with _cli_errors():
         fmt = format.value if format else guess_format(file)
-        region_code = _region(region)
+        region_code = _region(ctx, region)
         store = _open_store(ctx)
         version_before = store.version()  # fail early, before reading, when Redis is down
         total = _count_lines(file) if fmt in ("csv", "txt", "jsonl") else None
@@ -335,7 +335,7 @@ def add(
                 "reference": reference,
             },
             source=source,
-            region=_region(region),
+            region=_region(ctx, region),
         )
         store = _open_store(ctx)
         result = store.upsert([indicator], allowlist=allowlist)
@@ -366,7 +366,7 @@ def remove(
 ) -> None:
     """Remove one indicator (the value is normalized first, as on load)."""
     with _cli_errors():
-        normalized = normalize(type_, value, _region(region))
+        normalized = normalize(type_, value, _region(ctx, region))
         store = _open_store(ctx)
         if not store.remove(type_, normalized, allowlist=allowlist):
             err_console.print(

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import IO, Annotated
 
 import orjson
-import phonenumbers
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -38,8 +37,9 @@ from engine.core.models import (
     SourcePosition,
     Stream,
 )
+from engine.core.region import parse_region
 from engine.errors import FeedError, ScamwatchError
-from engine.settings import get_settings
+from engine.settings import RedisSettings, load_settings
 from engine.stream.processor import RecordProcessor
 
 MAX_LISTED_ERRORS = 100  # invalid lines listed one by one; the rest are counted
@@ -104,22 +104,26 @@ def scan(
 ) -> None:
     """Match a JSON-lines file of call or web events offline; alert.v1 lines out."""
     err = Console(stderr=True)
-    chosen_region = (region or get_settings().default_region).upper()
-    if chosen_region not in phonenumbers.SUPPORTED_REGIONS:
-        raise typer.BadParameter(
-            f"{region!r} is not an ISO 3166 alpha-2 region", param_hint="--region"
-        )
+    settings = load_settings()
+    try:
+        chosen_region = parse_region(region) if region else settings.processing.default_region
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--region") from None
     indicator_feeds = [parse_feed_spec(spec, type_, "--indicators") for spec in indicators or []]
     allowlist_feeds = [parse_feed_spec(spec, type_, "--allowlist") for spec in allowlist or []]
     try:
         summary = ScanSummary()
         snapshot = load_snapshot(
-            indicator_feeds, allowlist_feeds, region=chosen_region, summary=summary
+            indicator_feeds,
+            allowlist_feeds,
+            region=chosen_region,
+            summary=summary,
+            redis=settings.redis,
         )
         matcher = Matcher.build(snapshot, default_region=chosen_region)
         summary.indicator_counts = {str(t): n for t, n in matcher.counts().items()}
         with _open_output(output) as sink:
-            scan_file(file, stream, matcher, sink, summary)
+            scan_file(file, stream, matcher, sink, summary, settings.processing.max_record_bytes)
     except ScamwatchError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -150,6 +154,7 @@ def load_snapshot(
     *,
     region: str,
     summary: ScanSummary,
+    redis: RedisSettings,
 ) -> IndicatorSnapshot:
     """From feed files into a memory store (no Redis), or else Redis's snapshot; allowlist
     files are added either way."""
@@ -165,9 +170,8 @@ def load_snapshot(
 
     from engine.store.redis import RedisStore
 
-    settings = get_settings()
-    url = settings.redis_url.get_secret_value()
-    snapshot = RedisStore.from_url(url, prefix=settings.redis_prefix).snapshot()
+    url = redis.url.get_secret_value()
+    snapshot = RedisStore.from_url(url, prefix=redis.prefix).snapshot()
     summary.indicator_source = f"Redis (version {snapshot.version})"
     if not extra_allow:
         return snapshot
@@ -188,7 +192,12 @@ def _read_feeds(feeds: list[FeedSpec], region: str, summary: ScanSummary) -> Ite
 
 
 def scan_file(
-    path: Path, stream: Stream, matcher: Matcher, sink: IO[bytes], summary: ScanSummary
+    path: Path,
+    stream: Stream,
+    matcher: Matcher,
+    sink: IO[bytes],
+    summary: ScanSummary,
+    max_record_bytes: int,
 ) -> ScanSummary:
     """Match every line of ``path`` exactly as a worker matches a record (the same
     :class:`RecordProcessor`); bad lines are counted and listed, never fatal."""
@@ -196,7 +205,7 @@ def scan_file(
         matcher=lambda: matcher,
         alerts_topic="alerts",
         deadletter_topic="deadletter",
-        max_record_bytes=get_settings().max_record_bytes,
+        max_record_bytes=max_record_bytes,
         max_output_bytes=None,  # a file takes alerts of any size
     )
     opener = gzip.open if path.suffix == ".gz" else open  # old logs are often compressed

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.devtools import stack
-from engine.settings import get_settings
+from engine.settings import load_settings
 
 console = Console()
 stack_app = typer.Typer(help="Start, stop and check the local Kafka + Redis (loopback only).")
@@ -20,21 +20,21 @@ def _report(message: str) -> None:
 @stack_app.command("up")
 def up() -> None:
     """Start Redis and Kafka on loopback unless they already answer; wait until both work."""
-    parts = stack.stack_up(get_settings(), _report)
+    parts = stack.stack_up(load_settings(), _report)
     _print(parts)
 
 
 @stack_app.command("down")
 def down() -> None:
     """Stop what `stack up` started; anything else is left alone."""
-    stopped = stack.stack_down(get_settings(), _report)
+    stopped = stack.stack_down(load_settings(), _report)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing'}")
 
 
 @stack_app.command("status")
 def status() -> None:
     """Show each part, its address, and whether scamwatch started it. Exit 1 if one is down."""
-    parts = stack.stack_status(get_settings())
+    parts = stack.stack_status(load_settings())
     _print(parts)
     if not all(p.up for p in parts):
         raise typer.Exit(1)

@@ -28,7 +28,7 @@ from engine.kafka_io import (
     iter_records,
     replay_lines,
 )
-from engine.settings import get_settings
+from engine.settings import KafkaSettings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -62,8 +62,8 @@ def replay(
     """Produce a JSON-lines file to the calls or web topic, keyed by partner and subscriber.
 
     Lines that are not JSON are sent as they are (the worker dead-letters them) and counted."""
-    settings = get_settings()
-    target = topic or (settings.topic_calls if stream is StreamName.calls else settings.topic_web)
+    settings = load_settings()
+    target = topic or (settings.topics.calls if stream is StreamName.calls else settings.topics.web)
     total = file.stat().st_size
     with Progress(
         TextColumn("[bold]replay[/] {task.description}"),
@@ -85,7 +85,7 @@ def replay(
                 replay_lines(
                     iter_file_lines(file),
                     topic=target,
-                    settings=settings,
+                    kafka=settings.kafka,
                     rate=rate,
                     on_progress=on_progress,
                 )
@@ -132,15 +132,18 @@ def tail(
 
     Joins no consumer group unless --group is given, so it never takes partitions away from
     a SIEM's group."""
-    settings = get_settings()
-    target = topic or settings.topic_alerts
+    settings = load_settings()
+    target = topic or settings.topics.alerts
     seen: list[int] = [0]
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a tail ends
-        asyncio.run(_tail(target, as_json, from_beginning, max_alerts, timeout, group, seen))
+        asyncio.run(
+            _tail(settings.kafka, target, as_json, from_beginning, max_alerts, timeout, group, seen)
+        )
     err_console.print(f"{seen[0]} alert(s) from {target}")
 
 
 async def _tail(
+    kafka: KafkaSettings,
     topic: str,
     as_json: bool,
     from_beginning: bool,
@@ -150,9 +153,8 @@ async def _tail(
     seen: list[int],
 ) -> None:
     """Print alerts until --max or --timeout; ``seen[0]`` counts them as they come."""
-    settings = get_settings()
     records = iter_records(
-        settings, [topic], from_beginning=from_beginning, idle_timeout=idle_timeout, group_id=group
+        kafka, [topic], from_beginning=from_beginning, idle_timeout=idle_timeout, group_id=group
     )
     try:
         async for _, value in records:
@@ -200,6 +202,7 @@ def demo(
             seed=seed,
         ),
         console=console,
+        settings=load_settings(),
     )
     if not result.ok:
         raise typer.Exit(1)

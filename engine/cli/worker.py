@@ -38,7 +38,8 @@ def worker(
         overrides["web_port"] = web_port
     if metrics_port is not None:
         overrides["metrics_port"] = metrics_port
-    settings = load_settings(**overrides)  # ConfigError -> one line naming the variable, exit 2
+    # a bad setting raises ConfigError: one line naming the variable, exit 2
+    settings = load_settings(worker=overrides)
     sys.exit(run_worker(settings, loglevel=loglevel))
 
 
@@ -58,51 +59,54 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
     )
     log.info("scamwatch worker starting with settings %s", settings.redacted())
 
-    _check_port_free("SCAMWATCH_WEB_PORT", settings.web_bind, settings.web_port)
+    listen = settings.worker
+    _check_port_free("SCAMWATCH_WEB_PORT", listen.web_bind, listen.web_port)
     metrics = WorkerMetrics()
     try:
-        metrics.serve(settings.metrics_port, settings.metrics_bind)
+        metrics.serve(listen.metrics_port, listen.metrics_bind)
     except OSError as exc:
         raise ConfigError(
             "SCAMWATCH_METRICS_PORT",
-            f"cannot listen on {settings.metrics_bind}:{settings.metrics_port} ({exc.strerror})",
+            f"cannot listen on {listen.metrics_bind}:{listen.metrics_port} ({exc.strerror})",
         ) from None
-    log.info("metrics on http://%s:%d/metrics", settings.metrics_bind, settings.metrics_port)
+    log.info("metrics on http://%s:%d/metrics", listen.metrics_bind, listen.metrics_port)
 
     store = RedisStore.from_url(
-        settings.redis_url.get_secret_value(), prefix=settings.redis_prefix, socket_timeout=5
+        settings.redis.url.get_secret_value(), prefix=settings.redis.prefix, socket_timeout=5
     )
     follower = IndicatorFollower(
         store,
         metrics=metrics,
-        default_region=settings.default_region,
-        poll_interval=settings.indicator_poll_seconds,
+        default_region=settings.processing.default_region,
+        poll_interval=settings.worker.indicator_poll_seconds,
     )
     # uvloop: the per-record work around our code is mostly asyncio machinery (futures,
     # callbacks, the consumer's waits), which uvloop runs in C
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     # no consuming before the indicators are in (unless Redis stays down: then loudly empty)
-    loop.run_until_complete(follower.load(settings.snapshot_wait_seconds))
+    loop.run_until_complete(follower.load(settings.worker.snapshot_wait_seconds))
 
     processor = RecordProcessor(
         matcher=follower.current,
-        alerts_topic=settings.topic_alerts,
-        deadletter_topic=settings.topic_deadletter,
-        max_record_bytes=settings.max_record_bytes,
-        max_output_bytes=settings.max_output_bytes,
+        alerts_topic=settings.topics.alerts,
+        deadletter_topic=settings.topics.deadletter,
+        max_record_bytes=settings.processing.max_record_bytes,
+        max_output_bytes=settings.processing.max_output_bytes,
     )
     dispatcher = Dispatcher(processor, metrics, on_fatal=lambda exc: None)
     # each worker its own Faust data dir: two on one host must not share state
     datadir = (
-        Path(settings.state_dir).expanduser() / "workers" / f"{settings.app_id}-{settings.web_port}"
+        Path(settings.stack.state_dir).expanduser()
+        / "workers"
+        / f"{listen.app_id}-{listen.web_port}"
     )
     datadir.mkdir(parents=True, exist_ok=True)
     app = create_app(
         settings,
         dispatcher=dispatcher,
         follower=follower,
-        web_port=settings.web_port,
+        web_port=settings.worker.web_port,
         datadir=datadir,
     )
     faust_worker = faust.Worker(app, loop=loop, loglevel=loglevel.upper(), quiet=True)

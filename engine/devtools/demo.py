@@ -47,7 +47,7 @@ from engine.kafka_io import (
     iter_records,
     replay_lines,
 )
-from engine.settings import Settings, get_settings
+from engine.settings import Settings, load_settings
 
 WORKER_START_TIMEOUT_S = 60.0
 
@@ -144,7 +144,7 @@ def load_sample_feeds(settings: Settings, prefix: str, console: Console) -> Tabl
     table = Table(title="sample feeds loaded", title_justify="left")
     for column in ("feed", "as", "loaded", "invalid"):
         table.add_column(column, justify="right" if column in ("loaded", "invalid") else "left")
-    store = RedisStore.from_url(settings.redis_url.get_secret_value(), prefix=prefix)
+    store = RedisStore.from_url(settings.redis.url.get_secret_value(), prefix=prefix)
     try:
         for feed in sample_feeds():
             good: list[Indicator] = []
@@ -154,7 +154,7 @@ def load_sample_feeds(settings: Settings, prefix: str, console: Console) -> Tabl
                 format=feed.format,
                 type_=feed.type_,
                 source=feed.source,
-                region=settings.default_region,
+                region=settings.processing.default_region,
             ):
                 if isinstance(item, Indicator):
                     good.append(item)
@@ -175,7 +175,7 @@ def load_sample_feeds(settings: Settings, prefix: str, console: Console) -> Tabl
 def _delete_prefix(settings: Settings, prefix: str) -> int:
     import redis
 
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = redis.Redis.from_url(settings.redis.url.get_secret_value())
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
@@ -188,7 +188,7 @@ def _delete_prefix(settings: Settings, prefix: str) -> int:
 def _snapshot(settings: Settings, prefix: str) -> TrafficIndicators:
     from engine.store.redis import RedisStore
 
-    store = RedisStore.from_url(settings.redis_url.get_secret_value(), prefix=prefix)
+    store = RedisStore.from_url(settings.redis.url.get_secret_value(), prefix=prefix)
     try:
         return TrafficIndicators.from_snapshot(store.snapshot(), now_ms())
     finally:
@@ -303,7 +303,7 @@ async def _stream_and_collect(
     async def collect() -> None:
         nonlocal last_record
         async for topic, value in iter_records(
-            settings, [alerts_topic, dead_topic], from_beginning=True
+            settings.kafka, [alerts_topic, dead_topic], from_beginning=True
         ):
             last_record = time.monotonic()
             record = decode_alert(value)
@@ -330,7 +330,7 @@ async def _stream_and_collect(
             replay_lines(
                 ((line, len(line) + 1) for line in traffic.lines(stream)),
                 topic=topics[str(stream)],
-                settings=settings,
+                kafka=settings.kafka,
                 rate=options.rate,
             )
             for stream in (Stream.CALLS, Stream.WEB)
@@ -400,7 +400,7 @@ def _run_demo(
     options: DemoOptions, console: Console | None, settings: Settings | None
 ) -> DemoResult:
     console = console or Console()
-    settings = settings or get_settings()
+    settings = settings or load_settings()
     result = DemoResult(run_id=f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}")
     run = result.run_id
     topics = {name: f"demo-{run}-{name}" for name in ("calls", "web", "alerts", "deadletter")}
@@ -435,7 +435,7 @@ def _run_demo(
                 f"{sum(result.expected_deadletters.values())} are malformed"
             )
         with _stage(console, f"topics {', '.join(topics.values())}"):
-            asyncio.run(ensure_topics(settings, list(topics.values()), partitions=2))
+            asyncio.run(ensure_topics(settings.kafka, list(topics.values()), partitions=2))
         with _stage(console, "worker (scamwatch worker)"):
             worker = start_worker(
                 {
@@ -499,7 +499,7 @@ def _cleanup(
         console.print(f"[dim]worker stopped (exit {code})[/]")
     with contextlib.suppress(ScamwatchError, OSError):
         leader = f"demo-{result.run_id}-__assignor-__leader"  # Faust's own topic
-        asyncio.run(delete_topics(settings, [*topics.values(), leader]))
+        asyncio.run(delete_topics(settings.kafka, [*topics.values(), leader]))
     with contextlib.suppress(Exception):
         _delete_prefix(settings, prefix)
     if started_parts and not options.keep_stack:

@@ -57,20 +57,20 @@ class PartStatus:
 
 
 def state_dir(settings: Settings) -> Path:
-    return Path(settings.state_dir).expanduser().resolve()
+    return Path(settings.stack.state_dir).expanduser().resolve()
 
 
 def cache_dir(settings: Settings) -> Path:
-    return Path(settings.cache_dir).expanduser().resolve()
+    return Path(settings.stack.cache_dir).expanduser().resolve()
 
 
 def kafka_address(settings: Settings) -> tuple[str, int]:
-    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    host, _, port = settings.kafka.bootstrap.split(",")[0].rpartition(":")
     return host.strip("[]"), int(port)
 
 
 def redis_address(settings: Settings) -> tuple[str, int]:
-    parts = urlsplit(settings.redis_url.get_secret_value())
+    parts = urlsplit(settings.redis.url.get_secret_value())
     return parts.hostname or "127.0.0.1", parts.port or 6379
 
 
@@ -87,7 +87,7 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
 
 def redis_ping(settings: Settings) -> bool:
     client = redis.Redis.from_url(
-        settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
+        settings.redis.url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
     )
     try:
         return bool(client.ping())
@@ -133,7 +133,7 @@ def kafka_ready(settings: Settings, timeout: float = 15.0) -> bool:
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # "topic not found yet" warnings are expected while waiting
     try:
-        asyncio.run(asyncio.wait_for(_kafka_round_trip(settings.kafka_bootstrap, timeout), timeout))
+        asyncio.run(asyncio.wait_for(_kafka_round_trip(settings.kafka.bootstrap, timeout), timeout))
     except Exception:  # any failure means "not ready yet"; the caller reports the log tail
         return False
     finally:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -335,25 +334,6 @@ def record_handler(app: faust.App, dispatcher: Dispatcher, stream: Stream) -> Re
     return on_record
 
 
-def broker_credentials(settings: Settings) -> Any:
-    """Faust credentials for the Kafka security settings (None for PLAINTEXT)."""
-    protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    password = settings.kafka_sasl_password
-    return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
-        password=password.get_secret_value() if password is not None else None,
-        ssl_context=context,
-        mechanism=settings.kafka_sasl_mechanism or "PLAIN",
-    )
-
-
 def create_app(
     settings: Settings,
     *,
@@ -365,33 +345,33 @@ def create_app(
     """A Faust app consuming ``calls`` and ``web`` as raw bytes through :class:`InlineTopic`
     (decoding is ours: Faust's own deserializer logs and drops what it cannot decode)."""
     app = WorkerApp(
-        settings.app_id,
-        broker=settings.kafka_broker_urls,
-        broker_credentials=broker_credentials(settings),
+        settings.worker.app_id,
+        broker=settings.kafka.broker_urls,
+        broker_credentials=settings.kafka.faust_credentials(),
         autodiscover=False,
         datadir=str(datadir),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
         web_port=web_port,
-        web_bind=settings.web_bind,
+        web_bind=settings.worker.web_bind,
         # the assignor's leader topic is only for tables, which this app has none of
         topic_disable_leader=True,
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         # a few ms of batching: one produce request per batch, not per alert
-        producer_linger=settings.producer_linger_seconds,
+        producer_linger=settings.worker.producer_linger_seconds,
         # outputs are capped at max_output_bytes; room for the key and the batch header
-        producer_max_request_size=settings.max_output_bytes + 65_536,
+        producer_max_request_size=settings.processing.max_output_bytes + 65_536,
         # on stop and on rebalance, wait until started events are acked, then commit
         stream_wait_empty=True,
-        broker_commit_interval=settings.commit_interval_seconds,
-        broker_session_timeout=settings.session_timeout_seconds,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
+        broker_commit_interval=settings.worker.commit_interval_seconds,
+        broker_session_timeout=settings.worker.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_seconds / 4),
     )
 
-    for stream, name in ((Stream.CALLS, settings.topic_calls), (Stream.WEB, settings.topic_web)):
+    for stream, name in ((Stream.CALLS, settings.topics.calls), (Stream.WEB, settings.topics.web)):
         # subscribed through the Conductor, as an agent's topic would be
         app.topics.add(InlineTopic(app, name, record_handler(app, dispatcher, stream)))
 
@@ -399,7 +379,7 @@ def create_app(
         await follower.run()
 
     app.task(follow)
-    inputs = {settings.topic_calls, settings.topic_web}
+    inputs = {settings.topics.calls, settings.topics.web}
 
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", ())

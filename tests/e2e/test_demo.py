@@ -14,7 +14,6 @@ import redis
 from rich.console import Console
 
 from engine.devtools.demo import DemoError, DemoOptions, run_demo, start_worker, wait_worker_ready
-from engine.kafka_io import client_options
 from engine.settings import Settings
 
 
@@ -22,7 +21,7 @@ def _topics(settings: Settings) -> set[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def listing() -> set[str]:
-        admin = AIOKafkaAdminClient(**client_options(settings))
+        admin = AIOKafkaAdminClient(**settings.kafka.client_options())
         await admin.start()
         try:
             return set(await admin.list_topics())

@@ -20,7 +20,6 @@ from engine.cli import indicators
 from engine.core.feeds import read_feed
 from engine.core.models import Indicator, IndicatorType, now_ms
 from engine.devtools.samples import sample_feeds
-from engine.settings import get_settings
 from engine.store.redis import RedisStore
 
 FEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
@@ -284,12 +283,10 @@ def test_sample_feeds_load_and_show_normalized_values(
 
 def test_redis_down_is_one_clear_line(app: typer.Typer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCAMWATCH_REDIS_URL", "redis://127.0.0.1:1/0")
-    get_settings.cache_clear()
     try:
         result = CliRunner().invoke(app, ["indicators", "stats"])
     finally:
         monkeypatch.undo()
-        get_settings.cache_clear()
     assert result.exit_code == 2
     assert result.stderr.startswith("error: indicator store (Redis) unreachable")
     assert len(result.stderr.strip().splitlines()) == 1

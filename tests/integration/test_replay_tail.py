@@ -60,7 +60,7 @@ def test_replay_sends_every_line_keyed_and_counts_non_json(
     kafka_bootstrap: str, settings: Settings, unique_name: str, tmp_path: Path
 ) -> None:
     topic = f"{unique_name}-calls"
-    asyncio.run(ensure_topics(settings, [topic], partitions=2))
+    asyncio.run(ensure_topics(settings.kafka, [topic], partitions=2))
     lines = [orjson.dumps(_call(n, "sub-1" if n % 2 else None)) for n in range(40)]
     garbage = b"CDR|telco-a|+12125550100|garbled \xff"
     lines.insert(17, garbage)
@@ -89,7 +89,7 @@ def test_replay_reads_gzip_files(
     kafka_bootstrap: str, settings: Settings, unique_name: str, tmp_path: Path
 ) -> None:
     topic = f"{unique_name}-calls"
-    asyncio.run(ensure_topics(settings, [topic]))
+    asyncio.run(ensure_topics(settings.kafka, [topic]))
     lines = [orjson.dumps(_call(n)) for n in range(25)]
     feed = tmp_path / "calls.jsonl.gz"
     feed.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
@@ -106,16 +106,16 @@ def test_replay_producer_waits_for_every_in_sync_replica(
     """acks=all: a record replay counts as sent survives a leader failover (acks=1 would
     lose what the old leader had not replicated yet)."""
     topic = f"{unique_name}-calls"
-    asyncio.run(ensure_topics(settings, [topic]))
+    asyncio.run(ensure_topics(settings.kafka, [topic]))
 
     async def replay_through_it() -> int:
-        producer = await make_producer(settings)
+        producer = await make_producer(settings.kafka)
         try:
             # aiokafka keeps the acks it sends in produce requests on its sender, not in
             # public API: "all" is stored as -1
             assert producer._sender._acks == -1
             lines = [(orjson.dumps(_call(n)), 1) for n in range(5)]
-            stats = await replay_lines(lines, topic=topic, settings=settings, producer=producer)
+            stats = await replay_lines(lines, topic=topic, kafka=settings.kafka, producer=producer)
         finally:
             await producer.stop()
         return stats.sent
@@ -171,7 +171,7 @@ def test_tail_prints_one_readable_line_per_alert(
     kafka_bootstrap: str, settings: Settings, unique_name: str
 ) -> None:
     topic = f"{unique_name}-alerts"
-    asyncio.run(ensure_topics(settings, [topic]))
+    asyncio.run(ensure_topics(settings.kafka, [topic]))
     alerts = [
         _alert(n, rule, sev)
         for n, (rule, sev) in enumerate(
@@ -213,7 +213,7 @@ def test_tail_without_group_commits_nothing(
 ) -> None:
     """Two tails read the same alerts: neither takes partitions or offsets from the other."""
     topic = f"{unique_name}-alerts"
-    asyncio.run(ensure_topics(settings, [topic], partitions=2))
+    asyncio.run(ensure_topics(settings.kafka, [topic], partitions=2))
     asyncio.run(
         _produce(
             kafka_bootstrap,
@@ -224,7 +224,7 @@ def test_tail_without_group_commits_nothing(
 
     async def read_all() -> int:
         count = 0
-        async for _ in iter_records(settings, [topic], from_beginning=True, idle_timeout=3):
+        async for _ in iter_records(settings.kafka, [topic], from_beginning=True, idle_timeout=3):
             count += 1
         return count
 

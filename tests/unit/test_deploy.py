@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from engine.metrics import WorkerMetrics
-from engine.settings import Settings, load_settings
+from engine.settings import Settings, WorkerSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -163,15 +163,15 @@ def _k8s_objects() -> dict[str, dict[str, Any]]:
 
 
 def _settings_from_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for name in list(Settings.model_fields):
-        monkeypatch.delenv(f"SCAMWATCH_{name.upper()}", raising=False)
+    for name in Settings.env_names():
+        monkeypatch.delenv(name, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
     return load_settings()
 
 
 def _assert_known_settings(env_names: set[str]) -> None:
-    known = {f"SCAMWATCH_{name.upper()}" for name in Settings.model_fields}
+    known = Settings.env_names()
     unknown = {n for n in env_names if n.startswith("SCAMWATCH_")} - known
     assert not unknown, f"variables engine.settings does not read: {sorted(unknown)}"
 
@@ -243,14 +243,14 @@ def test_compose_workers_have_the_design_settings_and_valid_values(
         _assert_known_settings(set(env))
         settings = _settings_from_env(env, monkeypatch)
         # the workers reach Kafka on the listener advertised inside the compose network
-        assert settings.kafka_bootstrap in advertised.values()
-        host = settings.kafka_bootstrap.split(":")[0]
+        assert settings.kafka.bootstrap in advertised.values()
+        host = settings.kafka.bootstrap.split(":")[0]
         assert host in services
-        assert settings.redis_url.get_secret_value().startswith("redis://redis:")
-        assert settings.web_bind == settings.metrics_bind == "0.0.0.0"
-        assert str(settings.metrics_port) in service["expose"]
-        assert str(settings.web_port) in service["expose"]
-        assert f"127.0.0.1:{settings.web_port}/" in " ".join(service["healthcheck"]["test"])
+        assert settings.redis.url.get_secret_value().startswith("redis://redis:")
+        assert settings.worker.web_bind == settings.worker.metrics_bind == "0.0.0.0"
+        assert str(settings.worker.metrics_port) in service["expose"]
+        assert str(settings.worker.web_port) in service["expose"]
+        assert f"127.0.0.1:{settings.worker.web_port}/" in " ".join(service["healthcheck"]["test"])
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
@@ -331,7 +331,7 @@ def test_dockerfile_installs_the_package_and_runs_a_worker() -> None:
     assert 'ENTRYPOINT ["scamwatch"]' in text
     assert 'CMD ["worker"]' in text
     exposed = set(re.search(r"^EXPOSE (.+)$", text, re.M).group(1).split())  # type: ignore[union-attr]
-    defaults = {Settings.model_fields[f].default for f in ("web_port", "metrics_port")}
+    defaults = {WorkerSettings.model_fields[f].default for f in ("web_port", "metrics_port")}
     assert exposed == {str(port) for port in defaults}
     assert "SCAMWATCH_WEB_BIND=0.0.0.0" in text
     assert re.search(r"^USER (?!root)\S+", text, re.M), "the worker must not run as root"
@@ -380,9 +380,9 @@ def test_k8s_probes_and_scrape_annotation_point_at_ports_the_container_exposes(
     config = objects["ConfigMap"]["data"]
     secret = objects["Secret"]["stringData"]
     settings = _settings_from_env({**config, **secret}, monkeypatch)
-    assert settings.web_port == ports["web"]
-    assert settings.metrics_port == ports["metrics"]
-    assert settings.web_bind == settings.metrics_bind == "0.0.0.0"
+    assert settings.worker.web_port == ports["web"]
+    assert settings.worker.metrics_port == ports["metrics"]
+    assert settings.worker.web_bind == settings.worker.metrics_bind == "0.0.0.0"
 
 
 def test_k8s_settings_come_from_the_configmap_and_credentials_from_the_secret() -> None:

@@ -12,16 +12,16 @@ def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("KAFKA_BOOTSTRAP", "REDIS_URL", "DEFAULT_REGION", "APP_ID", "TOPIC_ALERTS"):
         monkeypatch.delenv(f"SCAMWATCH_{name}", raising=False)
     s = load_settings()
-    assert s.kafka_bootstrap == "127.0.0.1:9092"
-    assert s.redis_url.get_secret_value() == "redis://127.0.0.1:6379/0"
-    assert s.default_region == "US"
-    assert (s.topic_calls, s.topic_web, s.topic_alerts, s.topic_deadletter) == (
+    assert s.kafka.bootstrap == "127.0.0.1:9092"
+    assert s.redis.url.get_secret_value() == "redis://127.0.0.1:6379/0"
+    assert s.processing.default_region == "US"
+    assert (s.topics.calls, s.topics.web, s.topics.alerts, s.topics.deadletter) == (
         "calls",
         "web",
         "alerts",
         "deadletter",
     )
-    assert s.app_id == "scamwatch"
+    assert s.worker.app_id == "scamwatch"
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,10 +29,10 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCAMWATCH_DEFAULT_REGION", "gb")
     monkeypatch.setenv("SCAMWATCH_TOPIC_ALERTS", "soc.alerts")
     s = load_settings()
-    assert s.kafka_bootstrap == "10.0.0.1:9092,10.0.0.2:9092"
-    assert s.kafka_broker_urls == ["kafka://10.0.0.1:9092", "kafka://10.0.0.2:9092"]
-    assert s.default_region == "GB"
-    assert s.topic_alerts == "soc.alerts"
+    assert s.kafka.bootstrap == "10.0.0.1:9092,10.0.0.2:9092"
+    assert s.kafka.broker_urls == ["kafka://10.0.0.1:9092", "kafka://10.0.0.2:9092"]
+    assert s.processing.default_region == "GB"
+    assert s.topics.alerts == "soc.alerts"
 
 
 @pytest.mark.parametrize(
@@ -65,5 +65,6 @@ def test_secrets_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     shown = f"{s!r} {s} {s.redacted()}"
     assert "s3cr3t-pw" not in shown
     assert "kafka-s3cr3t" not in shown
-    assert s.redacted()["redis_url"] == "redis://default:****@127.0.0.1:6379/0"
-    assert s.redis_url.get_secret_value().endswith("s3cr3t-pw@127.0.0.1:6379/0")
+    assert s.redacted()["SCAMWATCH_REDIS_URL"] == "redis://default:****@127.0.0.1:6379/0"
+    assert s.redacted()["SCAMWATCH_KAFKA_SASL_PASSWORD"] == "**********"
+    assert s.redis.url.get_secret_value().endswith("s3cr3t-pw@127.0.0.1:6379/0")

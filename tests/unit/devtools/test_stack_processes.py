@@ -29,7 +29,7 @@ def _wait_exec(pid: int, marker: str) -> None:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Settings:
-    return load_settings(state_dir=str(tmp_path))
+    return load_settings(stack={"state_dir": str(tmp_path)})
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def fake_parts(state: Settings) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     }
     for name, proc in procs.items():
         _wait_exec(proc.pid, "kafka.Kafka" if name == "kafka" else "redis-server")
-        (Path(state.state_dir) / f"{name}.pid").write_text(str(proc.pid))
+        (Path(state.stack.state_dir) / f"{name}.pid").write_text(str(proc.pid))
     yield procs
     for proc in procs.values():
         proc.kill()
@@ -55,8 +55,8 @@ def test_down_only_stops_the_parts_named(
     assert stopped == ["redis"]
     assert fake_parts["redis"].wait(timeout=10) is not None
     assert fake_parts["kafka"].poll() is None
-    assert (Path(state.state_dir) / "kafka.pid").exists()
-    assert not (Path(state.state_dir) / "redis.pid").exists()
+    assert (Path(state.stack.state_dir) / "kafka.pid").exists()
+    assert not (Path(state.stack.state_dir) / "redis.pid").exists()
 
 
 def test_down_stops_everything_it_started(
@@ -71,7 +71,7 @@ def test_a_recycled_pid_is_not_ours(state: Settings) -> None:
     other = subprocess.Popen([sys.executable, "-c", SLEEPER, "something-else"])
     try:
         _wait_exec(other.pid, "something-else")
-        (Path(state.state_dir) / "kafka.pid").write_text(str(other.pid))
+        (Path(state.stack.state_dir) / "kafka.pid").write_text(str(other.pid))
         messages: list[str] = []
         assert stack.stack_down(state, report=messages.append) == []
         assert other.poll() is None

@@ -575,7 +575,9 @@ def main() -> int:
 
         console.print(f"[bold]2.[/] pre-filling {args.events:,} events ...")
         calls, web = event_pool(args.seed)
-        asyncio.run(ensure_topics(settings.kafka, list(topics.values()), partitions=args.partitions))
+        asyncio.run(
+            ensure_topics(settings.kafka, list(topics.values()), partitions=args.partitions)
+        )
         results["prefill_per_s"] = asyncio.run(prefill(settings, topics, calls, web, args.events))
         console.print(f"   {results['prefill_per_s']:,.0f} events/s produced")
 
@@ -694,7 +696,9 @@ def main() -> int:
         if worker is not None:
             worker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        asyncio.run(delete_topics(settings.kafka, [*topics.values(), f"bench-{run}-__assignor-__leader"]))
+        asyncio.run(
+            delete_topics(settings.kafka, [*topics.values(), f"bench-{run}-__assignor-__leader"])
+        )
         client = redis.Redis.from_url(settings.redis.url.get_secret_value())
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:

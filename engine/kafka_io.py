@@ -24,17 +24,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from rich.text import Text
 
-from engine.errors import ScamwatchError
+from engine.errors import TransportError
 from engine.settings import KafkaSettings
 
 # sends in flight before replay waits for acknowledgements (bounds memory on huge files)
 _MAX_IN_FLIGHT = 20_000
-
-
-class TransportError(ScamwatchError):
-    """Kafka could not be reached or refused a record (retriable: the broker may come back)."""
-
-    retriable = True
 
 
 def event_key(record: object) -> bytes | None:

@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import typer
 from rich.console import Console
+from typer._click.core import Context  # the Context type TyperGroup.invoke is declared with
+from typer.core import TyperGroup
 
 from engine import __version__
 from engine.errors import ScamwatchError
 
+err_console = Console(stderr=True)
+
+
+def print_error(exc: ScamwatchError) -> None:
+    """An expected failure (bad setting, Redis down, bad feed with --strict) as one line."""
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+
+
+class ErrorBoundary(TyperGroup):
+    """The CLI's one error boundary: a :class:`ScamwatchError` from any command below this
+    group is printed as one line (with where it came from) and exits with code 2."""
+
+    def invoke(self, ctx: Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ScamwatchError as exc:
+            print_error(exc)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=ErrorBoundary,
     name="scamwatch",
     help="Streaming indicator matching against tech-support scam fraud.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True)
 
 
 def _version(value: bool) -> None:
@@ -42,9 +64,4 @@ def _register() -> None:
 
 def main() -> None:
     _register()
-    try:
-        app()
-    except ScamwatchError as exc:
-        # expected failures (bad setting, stack down, bad feed with --strict): one clear line
-        err_console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+    app()

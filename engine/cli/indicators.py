@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from engine.cli import ErrorBoundary, print_error
 from engine.core.feeds import (
     FORMATS,
     format_timestamp,
@@ -50,6 +51,7 @@ _PROGRESS_STEP = 1_000  # advance the bar every so many lines: rich costs µs pe
 _TYPE_ORDER = {t: i for i, t in enumerate(IndicatorType)}
 
 indicators_app = typer.Typer(
+    cls=ErrorBoundary,
     help="Load indicator feeds into Redis and manage indicators and the allowlist.",
     no_args_is_help=True,
 )
@@ -93,7 +95,7 @@ def _cli_errors() -> Iterator[None]:
     try:
         yield
     except ScamwatchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(exc)
         raise typer.Exit(2) from None
 
 

@@ -38,7 +38,7 @@ from engine.core.models import (
     Stream,
 )
 from engine.core.region import parse_region
-from engine.errors import FeedError, ScamwatchError
+from engine.errors import FeedError
 from engine.settings import RedisSettings, load_settings
 from engine.stream.processor import RecordProcessor
 
@@ -124,9 +124,6 @@ def scan(
         summary.indicator_counts = {str(t): n for t, n in matcher.counts().items()}
         with _open_output(output) as sink:
             scan_file(file, stream, matcher, sink, summary, settings.processing.max_record_bytes)
-    except ScamwatchError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
     except OSError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None

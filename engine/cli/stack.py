@@ -6,11 +6,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from engine.cli import ErrorBoundary
 from engine.devtools import stack
 from engine.settings import load_settings
 
 console = Console()
-stack_app = typer.Typer(help="Start, stop and check the local Kafka + Redis (loopback only).")
+stack_app = typer.Typer(
+    cls=ErrorBoundary, help="Start, stop and check the local Kafka + Redis (loopback only)."
+)
 
 
 def _report(message: str) -> None:

@@ -20,6 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from engine.cli import ErrorBoundary
 from engine.kafka_io import (
     ReplayStats,
     decode_alert,
@@ -106,7 +107,7 @@ def replay(
         err_console.print(f"{stats.blank} blank line(s) skipped")
 
 
-alerts_app = typer.Typer(help="Read the alerts topic.", no_args_is_help=True)
+alerts_app = typer.Typer(cls=ErrorBoundary, help="Read the alerts topic.", no_args_is_help=True)
 
 
 @alerts_app.command("tail")

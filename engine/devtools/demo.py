@@ -38,7 +38,7 @@ from rich.table import Table
 
 from engine.core.models import Indicator, Stream, now_ms
 from engine.devtools.traffic import Score, Traffic, TrafficIndicators, generate, score
-from engine.errors import ScamwatchError
+from engine.errors import DemoError, ScamwatchError
 from engine.kafka_io import (
     decode_alert,
     delete_topics,
@@ -50,10 +50,6 @@ from engine.kafka_io import (
 from engine.settings import Settings, load_settings
 
 WORKER_START_TIMEOUT_S = 60.0
-
-
-class DemoError(ScamwatchError):
-    """The demo could not run (stack down, worker did not come up, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

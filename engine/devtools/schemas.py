@@ -24,25 +24,11 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.validators import extend
 
-from engine.errors import ScamwatchError
+from engine.errors import SchemaViolation, UnknownSchema
 
 SCHEMA_NAMES = ("call.v1", "web.v1", "alert.v1", "deadletter.v1", "indicator.v1")
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-class SchemaViolation(ScamwatchError):
-    """A document that breaks its schema; ``path`` names the field (``matches[0].rule``)."""
-
-    def __init__(self, schema: str, path: str, reason: str) -> None:
-        super().__init__(f"{schema}: {path}: {reason}")
-        self.schema = schema
-        self.path = path
-        self.reason = reason
-
-
-class UnknownSchema(ScamwatchError):
-    """A schema name that is not one of :data:`SCHEMA_NAMES`."""
 
 
 def schemas_dir(package_dir: Path = _PACKAGE_DIR) -> Path:

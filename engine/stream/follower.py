@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from engine.core.matcher import Matcher
 from engine.core.models import ChangeSet, Indicator, IndicatorSnapshot, IndicatorType
-from engine.errors import StoreUnavailable
+from engine.errors import ScamwatchError
 from engine.metrics import WorkerMetrics
 from engine.store.base import IndicatorStore
 
@@ -76,7 +76,9 @@ class IndicatorFollower:
             try:
                 await self._reload()
                 return True
-            except StoreUnavailable as exc:
+            except ScamwatchError as exc:
+                if not exc.retriable:
+                    raise
                 self._set_up(False, exc)
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -118,8 +120,11 @@ class IndicatorFollower:
                 await self._apply(changes)
             self._set_up(True)
             return True
-        except StoreUnavailable as exc:
-            self._set_up(False, exc)
+        except ScamwatchError as exc:
+            if exc.retriable:  # the store is down: report it, try again next poll
+                self._set_up(False, exc)
+            else:
+                log.error("following the indicator store failed (%s); keeping the matcher", exc)
         except Exception:
             # a bug must not stop following: keep the current matcher, try again next poll
             log.exception("following the indicator store failed; keeping the current matcher")

@@ -68,3 +68,71 @@ def test_secrets_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.redacted()["SCAMWATCH_REDIS_URL"] == "redis://default:****@127.0.0.1:6379/0"
     assert s.redacted()["SCAMWATCH_KAFKA_SASL_PASSWORD"] == "**********"
     assert s.redis.url.get_secret_value().endswith("s3cr3t-pw@127.0.0.1:6379/0")
+
+
+def test_sasl_mechanism_accepts_only_what_kafka_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCAMWATCH_KAFKA_SASL_MECHANISM", "SCRAM-SHA-1")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.setting == "SCAMWATCH_KAFKA_SASL_MECHANISM"
+    assert "SCRAM-SHA-512" in str(info.value)
+
+
+def test_sasl_without_a_username_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCAMWATCH_KAFKA_SECURITY_PROTOCOL", "sasl_plaintext")
+    monkeypatch.setenv("SCAMWATCH_KAFKA_SASL_MECHANISM", "scram-sha-256")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.setting == "SCAMWATCH_KAFKA_SASL_USERNAME"
+
+
+def test_one_kafka_connection_for_aiokafka_and_faust(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCAMWATCH_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SCAMWATCH_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("SCAMWATCH_KAFKA_SASL_USERNAME", "scamwatch")
+    monkeypatch.setenv("SCAMWATCH_KAFKA_SASL_PASSWORD", "pw")
+    kafka = load_settings().kafka
+    options = kafka.client_options()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("scamwatch", "pw")
+    assert options["ssl_context"] is not None
+    credentials = kafka.faust_credentials()
+    assert credentials is not None
+    assert credentials.mechanism.value == "SCRAM-SHA-512"  # type: ignore[attr-defined]
+    assert credentials.username == "scamwatch"  # type: ignore[attr-defined]
+    plain = load_settings(kafka={"security_protocol": "PLAINTEXT"}).kafka
+    assert plain.faust_credentials() is None
+    assert "ssl_context" not in plain.client_options()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("SCAMWATCH_TOPIC_PARTITIONS", "0"), ("SCAMWATCH_TOPIC_REPLICATION", "0")],
+)
+def test_topic_creation_counts_are_at_least_one(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.setting == variable
+
+
+def test_new_settings_defaults() -> None:
+    s = load_settings()
+    assert (s.topics.sightings, s.topics.partitions, s.topics.replication) == ("sightings", 8, 1)
+    assert (s.worker.data_path, s.worker.create_topics) == ("inline", True)
+    assert "SCAMWATCH_DATA_PATH" in s.env_names()
+
+
+def test_errors_print_where_they_came_from() -> None:
+    from engine.core.models import SourcePosition
+    from engine.errors import DecodeError, FeedError
+
+    position = SourcePosition("calls", 3, 1234)
+    assert str(DecodeError("invalid_json", "record: x", source=position)).startswith(
+        "calls[3]@1234: invalid_json"
+    )
+    assert str(FeedError("bad value", file="feed.csv", line=12)) == "feed.csv:12: bad value"
+    assert str(ConfigError("SCAMWATCH_APP_ID", "bad")) == "SCAMWATCH_APP_ID: bad"

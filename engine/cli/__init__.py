@@ -6,7 +6,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from typer._click.core import Context  # the Context type TyperGroup.invoke is declared with
 from typer.core import TyperGroup
 
 from engine import __version__
@@ -24,7 +23,7 @@ class ErrorBoundary(TyperGroup):
     """The CLI's one error boundary: a :class:`ScamwatchError` from any command below this
     group is printed as one line (with where it came from) and exits with code 2."""
 
-    def invoke(self, ctx: Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click: no public type)
         try:
             return super().invoke(ctx)
         except ScamwatchError as exc:

@@ -1,4 +1,4 @@
-"""``scamwatch stack up|down|status``: the local single-node Kafka and Redis."""
+"""``scamwatch stack up|down|status``: the local Kafka (one node or a cluster) and Redis."""
 
 from __future__ import annotations
 
@@ -21,22 +21,43 @@ def _report(message: str) -> None:
 
 
 @stack_app.command("up")
-def up() -> None:
-    """Start Redis and Kafka on loopback unless they already answer; wait until both work."""
-    parts = stack.stack_up(load_settings(), _report)
+def up(
+    brokers: int | None = typer.Option(
+        None,
+        "--brokers",
+        min=1,
+        max=9,
+        help="Kafka nodes (KRaft, each broker and controller) the first time; "
+        "later runs keep the state directory's.",
+    ),
+    secure: bool = typer.Option(
+        False,
+        "--secure",
+        help="Client listeners ask for SASL/SCRAM-SHA-512, plus a TLS listener (the first time).",
+    ),
+) -> None:
+    """Start Redis and every Kafka node that is down, on loopback; wait until all work."""
+    parts = stack.stack_up(load_settings(), _report, brokers=brokers, secure=secure or None)
     _print(parts)
 
 
 @stack_app.command("down")
-def down() -> None:
+def down(
+    broker: int | None = typer.Option(
+        None, "--broker", min=1, help="Stop Kafka broker I alone (1-based); `up` restarts it."
+    ),
+) -> None:
     """Stop what `stack up` started; anything else is left alone."""
-    stopped = stack.stack_down(load_settings(), _report)
+    settings = load_settings()
+    only = None if broker is None else [stack.kafka_part_name(settings, broker)]
+    stopped = stack.stack_down(settings, _report, only=only)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing'}")
 
 
 @stack_app.command("status")
 def status() -> None:
-    """Show each part, its address, and whether scamwatch started it. Exit 1 if one is down."""
+    """Show each part (every Kafka node), its address, and whether scamwatch started it.
+    Exit 1 if one is down."""
     parts = stack.stack_status(load_settings())
     _print(parts)
     if not all(p.up for p in parts):
@@ -45,12 +66,14 @@ def status() -> None:
 
 def _print(parts: list[stack.PartStatus]) -> None:
     table = Table(title="scamwatch local stack")
-    for col in ("part", "address", "state", "started by", "pid"):
-        table.add_column(col)
+    secured = any(p.listeners for p in parts)
+    for col in ("part", "address", "state", "started by", "pid", *(["listeners"] * secured)):
+        table.add_column(col, overflow="fold")
     for p in parts:
         state = "[green]up[/]" if p.up else f"[red]down[/] {p.detail}".strip()
         owner = "scamwatch" if p.managed else "external / not running"
-        table.add_row(p.name, p.address, state, owner, str(p.pid or ""))
+        row = [p.name, p.address, state, owner, str(p.pid or "")]
+        table.add_row(*row, *([p.listeners] * secured))
     console.print(table)
 
 

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # setup -> tools -> stack -> checks
-.PHONY: tools setup stack stack-down demo test lint typecheck unit integration e2e bench clean
+.PHONY: tools setup stack stack-down demo test test-cluster lint typecheck unit integration e2e bench clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ unit: setup
 
 integration: stack
 	$(BIN)/pytest tests/integration -q
+
+# the 3-broker secured Kafka stack on ports of its own (19092..19103, Redis 16579); `test` runs it too
+test-cluster: setup
+	$(BIN)/pytest tests/integration/test_stack_cluster.py -q
 
 e2e: stack
 	$(BIN)/pytest tests/e2e -q

@@ -196,16 +196,20 @@ def _signal(pid: int, sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def _stop_pid(pid: int, timeout: float = 30.0) -> None:
-    _signal(pid, signal.SIGTERM)
+def _stop_pids(pids: Iterable[int], timeout: float = 30.0) -> None:
+    """SIGTERM them all at once (the nodes of a cluster shut down together, not each one
+    waiting on a quorum the others have already left), SIGKILL what outlives ``timeout``."""
+    waiting = list(pids)
+    for pid in waiting:
+        _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
+    while waiting and time.monotonic() < deadline:
+        waiting = [pid for pid in waiting if _alive(pid)]
         time.sleep(0.2)
-    _signal(pid, signal.SIGKILL)
+    for pid in waiting:
+        _signal(pid, signal.SIGKILL)
     for _ in range(50):
-        if not _alive(pid):
+        if not any(_alive(pid) for pid in waiting):
             return
         time.sleep(0.1)
 
@@ -728,7 +732,6 @@ def kafka_ready(settings: Settings, timeout: float = 15.0) -> bool:
 def _start_node(
     layout: KafkaLayout,
     node: KafkaNode,
-    settings: Settings,
     *,
     java: str,
     classpath: str,
@@ -831,7 +834,6 @@ def _start_nodes(
         node.name: _start_node(
             layout,
             node,
-            settings,
             java=java,
             classpath=classpath,
             cluster_id=cluster_id,
@@ -947,7 +949,7 @@ def stack_down(
     wanted = set(only) if only is not None else {*kafka_names, "redis"}
     if "kafka" in wanted:
         wanted |= set(kafka_names)
-    stopped: list[str] = []
+    stopped: dict[str, int] = {}
     with _stack_lock(settings):
         for name in (*kafka_names, "redis"):
             if name not in wanted:
@@ -957,10 +959,11 @@ def stack_down(
                 report(f"{name}: not started by scamwatch, left alone")
                 continue
             report(f"stopping {name} (pid {pid}) ...")
-            _stop_pid(pid)
+            stopped[name] = pid
+        _stop_pids(stopped.values())
+        for name in stopped:
             _pid_file(settings, name).unlink(missing_ok=True)
-            stopped.append(name)
-    return stopped
+    return list(stopped)
 
 
 def stack_status(settings: Settings) -> list[PartStatus]:

@@ -456,7 +456,7 @@ def kafka_layout(
             "SCAMWATCH_STATE_DIR another directory"
         )
     secure = recorded[1] if recorded else bool(secure)
-    if len(servers) == 1:
+    if len(servers) == 1 or brokers == 1:  # one node: the first address, as it always was
         host, first = servers[0]
         servers = [(host, first + i) for i in range(brokers)]
     elif len(servers) != brokers:

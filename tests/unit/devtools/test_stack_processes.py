@@ -142,6 +142,7 @@ def test_a_bootstrap_listing_every_broker_gives_their_ports(tmp_path: Path) -> N
     assert [n.controller_port for n in layout.nodes] == [19097, 19098, 19099]
     with pytest.raises(StackError, match="lists 3 addresses for 2 brokers"):
         stack.kafka_layout(settings, brokers=2)
+    assert [n.address for n in stack.kafka_layout(settings, brokers=1).nodes] == [listed[:15]]
 
 
 def test_the_state_directory_keeps_its_layout(tmp_path: Path) -> None:

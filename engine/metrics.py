@@ -1,9 +1,17 @@
 """Every metric a worker exports, defined once, on a registry of the worker's own.
 
 Names and labels are a contract (DESIGN.md, "Metrics"): dashboards and alert rules use them.
+
+The same definitions serve one process and ``scamwatch worker --processes N``: there each
+child runs with ``PROMETHEUS_MULTIPROC_DIR`` set (prometheus-client then keeps every value
+in a file of that directory) and the parent serves them all through
+:func:`serve_multiprocess`. Every gauge therefore says how the parent merges it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -12,8 +20,11 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    multiprocess,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from engine.core.models import IndicatorType
 
@@ -40,6 +51,21 @@ LATENCY_BUCKETS = (
 BUILD_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 
 OUTCOMES = ("matched", "clean", "deadletter")
+
+# how the parent of N processes merges a gauge; "live": exited children are dropped
+GaugeMerge = Literal["liveall", "livemax", "livemin", "livesum"]
+
+
+def _gauge(
+    name: str,
+    documentation: str,
+    labels: tuple[str, ...] = (),
+    *,
+    merge: GaugeMerge,
+    registry: CollectorRegistry,
+) -> Gauge:
+    """A gauge that says how the parent of several processes merges it (ignored in one)."""
+    return Gauge(name, documentation, labels, registry=registry, multiprocess_mode=merge)
 
 
 class WorkerMetrics:
@@ -75,20 +101,26 @@ class WorkerMetrics:
             ["stream", "field"],
             registry=r,
         )
-        self.indicators = Gauge(
+        # processes of one parent hold the same indicators: max, not an N-fold sum
+        self.indicators = _gauge(
             "scamwatch_indicators",
             "Indicators held by the worker's matcher, by type.",
-            ["type"],
+            ("type",),
+            merge="livemax",
             registry=r,
         )
-        self.indicator_version = Gauge(
+        # one series per process (label pid): the version-spread alert sees a laggard
+        self.indicator_version = _gauge(
             "scamwatch_indicator_version",
             "Indicator store version of the matcher in use.",
+            merge="liveall",
             registry=r,
         )
-        self.store_up = Gauge(
+        # 0 as soon as one process cannot reach the store
+        self.store_up = _gauge(
             "scamwatch_indicator_store_up",
             "1 when the indicator store (Redis) answered the last poll, else 0.",
+            merge="livemin",
             registry=r,
         )
         self.store_errors = Counter(
@@ -125,9 +157,11 @@ class WorkerMetrics:
             "committed).",
             registry=r,
         )
-        self.assigned_partitions = Gauge(
+        # the partitions a host's processes hold together
+        self.assigned_partitions = _gauge(
             "scamwatch_assigned_partitions",
             "Input partitions (calls and web) assigned to this worker by the consumer group.",
+            merge="livesum",
             registry=r,
         )
         self.consumer_lag = Gauge(
@@ -147,3 +181,32 @@ class WorkerMetrics:
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Serve ``/metrics`` over HTTP from a daemon thread."""
         start_http_server(port, addr=addr, registry=self.registry)
+
+
+class _ProcessCount(Collector):
+    """``scamwatch_worker_processes``: the parent's live children, asked at each scrape."""
+
+    def __init__(self, alive: Callable[[], int]) -> None:
+        self._alive = alive
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(
+                "scamwatch_worker_processes",
+                "Worker processes running under this scamwatch worker --processes parent.",
+                value=self._alive(),
+            )
+        ]
+
+
+def serve_multiprocess(port: int, addr: str, path: str, alive: Callable[[], int]) -> None:
+    """Serve on ``/metrics`` the metrics every child process keeps in ``path``, merged."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    registry.register(_ProcessCount(alive))
+    start_http_server(port, addr=addr, registry=registry)
+
+
+def mark_process_dead(pid: int, path: str) -> None:
+    """Drop an exited child's live gauges from what :func:`serve_multiprocess` reports."""
+    multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]

@@ -1,12 +1,20 @@
-"""``scamwatch worker``: run one worker (calls and web) until SIGTERM/SIGINT."""
+"""``scamwatch worker``: run one worker (calls and web) until SIGTERM/SIGINT, or N of them
+(``--processes N``) under one parent that forwards signals and serves one ``/metrics``."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import os
+import shutil
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
+from types import FrameType
 
 import typer
 
@@ -30,7 +38,16 @@ def worker(
         "--metrics-port",
         help="Prometheus /metrics port (default SCAMWATCH_METRICS_PORT, 9464).",
     ),
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        min=1,
+        max=256,
+        help="Worker processes in the group under this one (process i on web port PORT+i), "
+        "behind one /metrics.",
+    ),
     loglevel: str = typer.Option("info", "--loglevel", help="debug, info, warning, error."),
+    parent: int | None = typer.Option(None, "--parent", hidden=True),  # set by --processes
 ) -> None:
     """Consume calls and web events, match them, produce alerts and dead-letters."""
     overrides: dict[str, object] = {}
@@ -40,10 +57,14 @@ def worker(
         overrides["metrics_port"] = metrics_port
     # a bad setting raises ConfigError: one line naming the variable, exit 2
     settings = load_settings(worker=overrides)
-    sys.exit(run_worker(settings, loglevel=loglevel))
+    if processes > 1:
+        sys.exit(run_processes(settings, processes, loglevel=loglevel))
+    if parent is not None:
+        _die_with(parent)
+    sys.exit(run_worker(settings, loglevel=loglevel, serve_metrics=parent is None))
 
 
-def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
+def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: bool = True) -> int:
     """Start the worker and block until it stops; returns the process exit code."""
     import faust
     import uvloop
@@ -54,22 +75,18 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
     from engine.stream.follower import IndicatorFollower
     from engine.stream.processor import RecordProcessor
 
-    logging.basicConfig(
-        level=loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
-    )
+    _configure_logging(loglevel)
     log.info("scamwatch worker starting with settings %s", settings.redacted())
 
     listen = settings.worker
     _check_port_free("SCAMWATCH_WEB_PORT", listen.web_bind, listen.web_port)
     metrics = WorkerMetrics()
-    try:
-        metrics.serve(listen.metrics_port, listen.metrics_bind)
-    except OSError as exc:
-        raise ConfigError(
-            "SCAMWATCH_METRICS_PORT",
-            f"cannot listen on {listen.metrics_bind}:{listen.metrics_port} ({exc.strerror})",
-        ) from None
-    log.info("metrics on http://%s:%d/metrics", listen.metrics_bind, listen.metrics_port)
+    if serve_metrics:
+        try:
+            metrics.serve(listen.metrics_port, listen.metrics_bind)
+        except OSError as exc:
+            raise _metrics_port_error(settings, exc) from None
+        log.info("metrics on http://%s:%d/metrics", listen.metrics_bind, listen.metrics_port)
 
     store = RedisStore.from_url(
         settings.redis.url.get_secret_value(), prefix=settings.redis.prefix, socket_timeout=5
@@ -119,6 +136,161 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
         log.critical("worker stopped after a fatal error: %r", exc)
         return 1
     return 0
+
+
+def _configure_logging(loglevel: str) -> None:
+    logging.basicConfig(
+        level=loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+    )
+
+
+# a child still stopping after this is killed (Kubernetes' own grace period is 30 s)
+STOP_GRACE_SECONDS = 60.0
+_PR_SET_PDEATHSIG = 1
+_CHILD = (sys.executable, "-m", "engine.cli", "worker")
+
+
+def run_processes(settings: Settings, processes: int, *, loglevel: str = "info") -> int:
+    """Run ``processes`` workers in the group and block until they stop; the exit code.
+
+    SIGTERM/SIGINT are forwarded to every child, and the parent exits 0 when all stopped
+    cleanly. A child that exits unasked is not restarted: the others are stopped and the
+    parent exits with the child's code (128+N when signal N killed it, 1 when it exited 0).
+    """
+    from engine.metrics import mark_process_dead, serve_multiprocess
+
+    _configure_logging(loglevel)
+    listen = settings.worker
+    base = listen.web_port
+    if base == 0:
+        raise ConfigError("SCAMWATCH_WEB_PORT", "--processes needs a fixed port (process i: +i)")
+    if base + processes - 1 > 65535:
+        raise ConfigError("SCAMWATCH_WEB_PORT", f"{base}+{processes - 1} is past 65535")
+    ports = [base + i for i in range(processes)]
+    for port in ports:
+        _check_port_free("SCAMWATCH_WEB_PORT", listen.web_bind, port)
+    _check_port_free("SCAMWATCH_METRICS_PORT", listen.metrics_bind, listen.metrics_port)
+
+    # fresh per run: files left by an earlier run would be summed with this one's; no other
+    # parent uses it, since that one would hold the web ports just checked
+    metrics_dir = (
+        Path(settings.stack.state_dir).expanduser() / "workers" / f"{listen.app_id}-{base}.metrics"
+    )
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    stop_signal: list[int] = []  # the signals received, in order
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        stop_signal.append(signum)
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    me = str(os.getpid())
+    try:
+        for port in ports:
+            if stop_signal:
+                break
+            child = subprocess.Popen(
+                [*_CHILD, "--web-port", str(port), "--loglevel", loglevel, "--parent", me],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                # a Ctrl-C reaches only the parent, which forwards it once
+                start_new_session=True,
+            )
+            children[child.pid] = child
+            log.info("worker process %d started (web port %d)", child.pid, port)
+        try:
+            serve_multiprocess(
+                listen.metrics_port,
+                listen.metrics_bind,
+                str(metrics_dir),
+                alive=lambda: sum(1 for c in children.values() if c.returncode is None),
+            )
+        except OSError as exc:
+            forward(signal.SIGTERM, None)
+            _wait_all(children, time.monotonic() + STOP_GRACE_SECONDS)
+            raise _metrics_port_error(settings, exc) from None
+        log.info(
+            "%d worker processes, metrics of all on http://%s:%d/metrics (from %s)",
+            len(children),
+            listen.metrics_bind,
+            listen.metrics_port,
+            metrics_dir,
+        )
+        code = 0
+        running = dict(children)
+        deadline: float | None = None
+        while running:
+            for pid, child in list(running.items()):
+                rc = child.poll()
+                if rc is None:
+                    continue
+                del running[pid]
+                mark_process_dead(pid, str(metrics_dir))
+                child_code = 128 - rc if rc < 0 else rc
+                if stop_signal:
+                    log.info("worker process %d stopped (exit %d)", pid, child_code)
+                    code = code or child_code
+                    continue
+                # never restarted silently: the whole parent goes down, visibly
+                code = child_code or 1
+                log.error(
+                    "worker process %d exited unasked (exit %d): stopping the other %d, exit %d",
+                    pid,
+                    child_code,
+                    len(running),
+                    code,
+                )
+                forward(signal.SIGTERM, None)
+            if stop_signal and deadline is None:
+                deadline = time.monotonic() + STOP_GRACE_SECONDS
+            if deadline is not None and time.monotonic() > deadline and running:
+                log.error(
+                    "%d worker processes still running after %.0f s: killed",
+                    len(running),
+                    STOP_GRACE_SECONDS,
+                )
+                code = code or 1
+                _wait_all(running, time.monotonic())
+                break
+            time.sleep(0.1)
+        return code
+    finally:
+        for child in children.values():  # only on an error of the parent itself
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _wait_all(children: dict[int, subprocess.Popen[bytes]], deadline: float) -> None:
+    """Wait for the children until ``deadline``, then kill those still running."""
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _die_with(parent: int) -> None:
+    """A child of ``--processes``: get SIGTERM when the parent dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above
+        sys.exit(1)
+
+
+def _metrics_port_error(settings: Settings, exc: OSError) -> ConfigError:
+    where = f"{settings.worker.metrics_bind}:{settings.worker.metrics_port}"
+    return ConfigError("SCAMWATCH_METRICS_PORT", f"cannot listen on {where} ({exc.strerror})")
 
 
 def _check_port_free(setting: str, host: str, port: int) -> None:

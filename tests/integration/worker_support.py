@@ -161,6 +161,7 @@ class WorkerProcess:
     redis_prefix: str
     state_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
     web_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -196,6 +197,7 @@ class WorkerProcess:
                 str(self.web_port),
                 "--metrics-port",
                 str(self.metrics_port),
+                *self.extra_args,
             ],
             env=env,
             stdout=log,

@@ -8,11 +8,16 @@ nothing: an event is matched wholly against the old or wholly against the new ma
 
 If the store cannot be reached the worker keeps matching on the last matcher, reports it
 (``scamwatch_indicator_store_up`` 0, one warning per outage) and resyncs when it is back.
+
+A matcher of a million indicators is millions of Python objects: left to the cyclic garbage
+collector, every full collection walks them all and pauses the event loop for hundreds of
+ms. :class:`FrozenHeap` moves them out of its way after each swap (``benchmarks/bench_gc.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +38,44 @@ def _build(snapshot: IndicatorSnapshot, default_region: str) -> Matcher:
     return Matcher.build(snapshot, default_region=default_region)
 
 
+class FrozenHeap:
+    """Keeps what is alive after a matcher swap out of the cyclic garbage collector's walks.
+
+    After each swap, ``gc.freeze()`` moves every tracked object (the new matcher's millions
+    above all) to the permanent generation, which collections never walk. A retired matcher
+    is still freed at once: it holds no reference cycle, so its reference count frees it, and
+    the unit tests hold it to that. What freezing can keep is cyclic garbage that happened to
+    exist at a swap; so when the frozen generation has grown ``compact_growth`` times since
+    the last full pass, one full pass (unfreeze, collect, freeze) frees it: one pause per
+    doubling, not one per swap or every few seconds.
+    """
+
+    def __init__(self, compact_growth: float = 2.0) -> None:
+        self._growth = compact_growth
+        self._baseline: int | None = None  # frozen objects after the last full pass
+        self.full_passes = 0
+
+    def after_swap(self) -> None:
+        gc.collect(1)  # the young generations only: cheap, and their garbage is not frozen
+        gc.freeze()
+        if self._baseline is None or gc.get_freeze_count() > self._growth * self._baseline:
+            self.full_pass()
+
+    def full_pass(self) -> None:
+        """Collect everything once, frozen included, and freeze what is left."""
+        started = time.perf_counter()
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        self._baseline = gc.get_freeze_count()
+        self.full_passes += 1
+        log.info(
+            "full garbage collection: %d objects frozen, %.3f s",
+            self._baseline,
+            time.perf_counter() - started,
+        )
+
+
 class IndicatorFollower:
     """Owns the worker's current matcher and keeps it in step with the store."""
 
@@ -44,12 +87,14 @@ class IndicatorFollower:
         default_region: str = "US",
         poll_interval: float = 0.5,
         build: MatcherBuilder = _build,
+        heap: FrozenHeap | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._region = default_region
         self._poll_interval = poll_interval
         self._build = build
+        self._heap = heap if heap is not None else FrozenHeap()
         # (allowlist?) -> (type, value) -> indicator: the copy changes are applied to
         self._entries: dict[bool, dict[_Key, Indicator]] = {False: {}, True: {}}
         self._version: int | None = None  # None until a snapshot was loaded
@@ -170,6 +215,7 @@ class IndicatorFollower:
         self.matcher = matcher  # one reference assignment: handlers see old or new, never half
         self._version = snapshot.version
         m = self._metrics
+        self._heap.after_swap()  # the retired matcher was freed at the assignment above
         m.build_seconds.observe(elapsed)
         m.swaps.inc()
         m.indicator_version.set(snapshot.version)

@@ -1,0 +1,97 @@
+"""The follower keeps the built matcher out of the garbage collector's walks (frozen after
+each swap), and still frees what it retires: the old matcher at once, frozen-in cyclic
+garbage at the next full pass."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from engine.core.matcher import Matcher
+from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType
+from engine.metrics import WorkerMetrics
+from engine.store.memory import MemoryStore
+from engine.stream.follower import FrozenHeap, IndicatorFollower
+
+
+class TrackedMatcher(Matcher):
+    """A matcher a test can hold a weak reference to."""
+
+    __slots__ = ("__weakref__",)
+
+
+def build_tracked(snapshot: IndicatorSnapshot, region: str) -> Matcher:
+    return TrackedMatcher(snapshot, region)
+
+
+class Node:
+    """A reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    yield
+    gc.unfreeze()  # leave the test process as it was
+
+
+def store_with(n: int) -> MemoryStore:
+    store = MemoryStore()
+    store.upsert(
+        [Indicator(IndicatorType.PHONE, f"+1800555{i:04d}", sources=("f",)) for i in range(n)]
+    )
+    return store
+
+
+def in_collected_generations(obj: object) -> bool:
+    return any(o is obj for o in gc.get_objects())
+
+
+async def test_a_swap_freezes_the_new_matcher() -> None:
+    gc.unfreeze()
+    follower = IndicatorFollower(store_with(50), metrics=WorkerMetrics())
+    before = gc.get_freeze_count()
+    assert in_collected_generations(follower.matcher)
+    await follower.load(1)
+    assert gc.get_freeze_count() > before
+    # the permanent generation holds it: no collection walks it any more
+    assert not in_collected_generations(follower.matcher)
+
+
+async def test_the_retired_matcher_is_freed_at_the_swap() -> None:
+    store = store_with(50)
+    follower = IndicatorFollower(store, metrics=WorkerMetrics(), build=build_tracked)
+    await follower.load(1)
+    first = weakref.ref(follower.matcher)
+    store.upsert([Indicator(IndicatorType.PHONE, "+18885550123", sources=("f",))])
+    assert await follower.poll_once()
+    assert follower.matcher is not first()
+    # no gc.collect() here: freezing must not keep it, its reference count frees it
+    assert first() is None
+    await follower.poll_once()
+    assert first() is None
+
+
+def test_cyclic_garbage_frozen_in_is_freed_by_the_full_pass() -> None:
+    heap = FrozenHeap(compact_growth=1.5)
+    heap.after_swap()  # the first swap: a full pass
+    assert heap.full_passes == 1
+    cycle = Node()
+    dead = weakref.ref(cycle)
+    gc.freeze()  # as if a swap had frozen it while still alive ...
+    del cycle  # ... and it became garbage later: no collection sees it now
+    gc.collect()
+    assert dead() is not None
+    heap.after_swap()  # frozen generation not grown enough: no full pass
+    assert heap.full_passes == 1
+    assert dead() is not None
+    grown = [[] for _ in range(gc.get_freeze_count())]  # the live set doubles
+    heap.after_swap()
+    assert heap.full_passes == 2
+    assert dead() is None
+    assert not in_collected_generations(grown)

@@ -65,6 +65,7 @@ test: setup tools stack lint typecheck
 bench: stack
 	$(BIN)/python benchmarks/bench_matcher.py
 	$(BIN)/python benchmarks/bench_load.py
+	$(BIN)/python benchmarks/bench_gc.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 
 clean:

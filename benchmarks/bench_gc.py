@@ -29,6 +29,7 @@ import gc
 import json
 import platform
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,9 +73,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_loop(
-    matcher: Matcher, calls: list[bytes], web: list[bytes], seconds: float
+    matcher: Matcher,
+    calls: list[bytes],
+    web: list[bytes],
+    seconds: float,
+    during: threading.Thread | None = None,
 ) -> dict[str, Any]:
-    """The worker-like loop for ``seconds``: iteration times and the collections it met."""
+    """The worker-like loop for ``seconds`` (or while ``during`` runs): iteration times and
+    the collections it met."""
     pauses = PauseLog()
     iterations: list[float] = []
     n_calls, n_web = len(calls), len(web)
@@ -82,7 +88,9 @@ def run_loop(
     gc.callbacks.append(pauses)
     try:
         deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
+        if during is not None:
+            during.start()
+        while during.is_alive() if during is not None else time.perf_counter() < deadline:
             # one fetch: per-record objects, as a consumer's records and their messages
             fetch = [
                 {"stream": "calls" if (i + k) % 3 else "web", "offset": i + k, "out": []}
@@ -129,7 +137,6 @@ def measure(size: int, seconds: float, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     matcher = Matcher.build(snapshot, default_region="US")
     build_s = time.perf_counter() - started
-    del snapshot  # a worker keeps its matcher, not the generator's lists
     gc.collect()
     defaults = gc.get_threshold()
     variants: dict[str, dict[str, Any]] = {}
@@ -153,6 +160,33 @@ def measure(size: int, seconds: float, seed: int) -> dict[str, Any]:
     gc.set_threshold(*defaults)
     FrozenHeap().after_swap()  # as after the worker's first swap: a full pass, then frozen
     one("freeze")
+
+    def rebuild(name: str, heap: FrozenHeap | None) -> None:
+        """The loop while a new matcher is built in a thread, as the follower does."""
+        print(f"  {name}: loop during a rebuild …", file=sys.stderr, flush=True)
+        built: list[Matcher] = []
+        builder = threading.Thread(
+            target=lambda: built.append(Matcher.build(snapshot, default_region="US"))
+        )
+        started = time.perf_counter()
+        if heap is None:
+            result = run_loop(matcher, events.calls, events.web, 0, during=builder)
+        else:
+            with heap.building():
+                result = run_loop(matcher, events.calls, events.web, 0, during=builder)
+                heap.after_swap()
+        variants[name] = {
+            "tracked_objects": len(gc.get_objects()),
+            "frozen_objects": gc.get_freeze_count(),
+            "explicit_full_collection_ms": None,
+            "rebuild_s": time.perf_counter() - started,
+            **result,
+        }
+        built.clear()
+
+    # a rebuild (an indicator change) with the old matcher frozen: collector on, then off
+    rebuild("rebuild, collector on", None)
+    rebuild("rebuild, collector off (fix)", FrozenHeap())
     gc.unfreeze()
     return {
         "size": size,
@@ -186,13 +220,15 @@ def table(result: dict[str, Any], date: str) -> None:
         t.add_row(
             name,
             f"{v['tracked_objects']:,}",
-            f"{v['explicit_full_collection_ms']:.1f}",
+            "-"
+            if v["explicit_full_collection_ms"] is None
+            else f"{v['explicit_full_collection_ms']:.1f}",
             str(v["full_collections"]),
             f"{v['full_collection_max_ms']:.1f}",
             f"{v['iteration_p50_ms']:.3f}",
             f"{v['iteration_p99_ms']:.3f}",
             f"{v['iteration_max_ms']:.1f}",
-            f"{v['events'] / result['seconds_per_variant']:,.0f}",
+            f"{v['events'] / v.get('rebuild_s', result['seconds_per_variant']):,.0f}",
         )
     Console(width=160).print(t)
 

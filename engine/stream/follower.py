@@ -17,10 +17,11 @@ ms. :class:`FrozenHeap` moves them out of its way after each swap (``benchmarks/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from engine.core.matcher import Matcher
 from engine.core.models import ChangeSet, Indicator, IndicatorSnapshot, IndicatorType
@@ -39,15 +40,18 @@ def _build(snapshot: IndicatorSnapshot, default_region: str) -> Matcher:
 
 
 class FrozenHeap:
-    """Keeps what is alive after a matcher swap out of the cyclic garbage collector's walks.
+    """Keeps the matcher out of the cyclic garbage collector's walks, built and swapped in.
 
-    After each swap, ``gc.freeze()`` moves every tracked object (the new matcher's millions
-    above all) to the permanent generation, which collections never walk. A retired matcher
-    is still freed at once: it holds no reference cycle, so its reference count frees it, and
-    the unit tests hold it to that. What freezing can keep is cyclic garbage that happened to
-    exist at a swap; so when the frozen generation has grown ``compact_growth`` times since
-    the last full pass, one full pass (unfreeze, collect, freeze) frees it: one pause per
-    doubling, not one per swap or every few seconds.
+    A full collection walks every tracked object while the event loop waits: hundreds of ms
+    to seconds with a 1M-indicator matcher. So automatic collection is off while a matcher
+    is built (each one would walk the half-built matcher, ever larger; reference counting
+    still frees all acyclic garbage meanwhile), and after the swap ``gc.freeze()`` moves
+    everything alive, the new matcher above all, to the permanent generation, which
+    collections never walk. A retired matcher is still freed at once: it holds no reference
+    cycle, so its reference count frees it (the unit tests hold it to that). What freezing
+    can keep is cyclic garbage that existed at a swap; so when the frozen generation has
+    grown ``compact_growth`` times since the last full pass, one full pass (unfreeze,
+    collect, freeze) frees it: one pause per doubling, not one every few seconds.
     """
 
     def __init__(self, compact_growth: float = 2.0) -> None:
@@ -55,8 +59,19 @@ class FrozenHeap:
         self._baseline: int | None = None  # frozen objects after the last full pass
         self.full_passes = 0
 
+    @contextlib.contextmanager
+    def building(self) -> Iterator[None]:
+        """No automatic collection inside (process-wide: the event loop's thread too)."""
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if enabled:
+                gc.enable()
+
     def after_swap(self) -> None:
-        gc.collect(1)  # the young generations only: cheap, and their garbage is not frozen
+        """Freeze what is alive (no walk: ``gc.freeze`` only moves the generations' lists)."""
         gc.freeze()
         if self._baseline is None or gc.get_freeze_count() > self._growth * self._baseline:
             self.full_pass()
@@ -208,14 +223,15 @@ class IndicatorFollower:
 
     async def _swap(self, snapshot: IndicatorSnapshot) -> None:
         started = time.perf_counter()
-        # a million indicators take seconds to build: off the event loop
-        matcher, counts = await asyncio.to_thread(self._build_and_count, snapshot)
-        elapsed = time.perf_counter() - started
-        previous = self._version
-        self.matcher = matcher  # one reference assignment: handlers see old or new, never half
-        self._version = snapshot.version
+        with self._heap.building():
+            # a million indicators take seconds to build: off the event loop
+            matcher, counts = await asyncio.to_thread(self._build_and_count, snapshot)
+            elapsed = time.perf_counter() - started
+            previous = self._version
+            self.matcher = matcher  # one reference assignment: handlers see old or new
+            self._version = snapshot.version
+            self._heap.after_swap()  # the retired matcher was freed at the assignment above
         m = self._metrics
-        self._heap.after_swap()  # the retired matcher was freed at the assignment above
         m.build_seconds.observe(elapsed)
         m.swaps.inc()
         m.indicator_version.set(snapshot.version)

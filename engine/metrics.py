@@ -10,6 +10,7 @@ in a file of that directory) and the parent serves them all through
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Literal
 
@@ -53,7 +54,7 @@ BUILD_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 4
 OUTCOMES = ("matched", "clean", "deadletter")
 
 # how the parent of N processes merges a gauge; "live": exited children are dropped
-GaugeMerge = Literal["liveall", "livemax", "livemin", "livesum"]
+GaugeMerge = Literal["liveall", "livemax", "livemin", "livesum", "livemostrecent"]
 
 
 def _gauge(
@@ -73,6 +74,8 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        # values in files of this directory, merged by a --processes parent
+        self._multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ
         r = self.registry
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -164,11 +167,13 @@ class WorkerMetrics:
             merge="livesum",
             registry=r,
         )
-        self.consumer_lag = Gauge(
+        # a partition is one process's at a time: the value written last is the owner's
+        self.consumer_lag = _gauge(
             "scamwatch_consumer_lag",
             "Records of an assigned input partition not processed yet (its high watermark "
             "minus the next offset to process), refreshed every few seconds.",
-            ["topic", "partition"],
+            ("topic", "partition"),
+            merge="livemostrecent",
             registry=r,
         )
         for stream in ("calls", "web"):
@@ -177,6 +182,14 @@ class WorkerMetrics:
         for type_ in IndicatorType:
             self.indicators.labels(type=type_.value)
         self.store_up.set(0)
+
+    def drop_lag(self, topic: str, partition: str) -> None:
+        """A revoked partition's lag: no series in one process; 0 under ``--processes``,
+        where prometheus-client cannot remove a series (the next owner's value is newer)."""
+        if self._multiprocess:
+            self.consumer_lag.labels(topic, partition).set(0)
+        else:
+            self.consumer_lag.remove(topic, partition)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Serve ``/metrics`` over HTTP from a daemon thread."""

@@ -394,7 +394,7 @@ def create_app(
         lag = dispatcher.metrics.consumer_lag
         current = {(tp.topic, str(tp.partition)): n for tp, n in input_lag(app, inputs).items()}
         for labels in lag_labels - current.keys():  # revoked: no stale series
-            lag.remove(*labels)
+            dispatcher.metrics.drop_lag(*labels)
         for labels, n in current.items():
             lag.labels(*labels).set(n)
         lag_labels.clear()

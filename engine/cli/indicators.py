@@ -31,10 +31,14 @@ from rich.table import Table
 from engine.cli import ErrorBoundary, print_error
 from engine.core.feeds import (
     FORMATS,
+    LINE_FORMATS,
+    FeedItem,
+    SkippedEntry,
     format_timestamp,
     guess_format,
     indicator_from_record,
     indicator_to_record,
+    parse_mapping,
     read_feed,
 )
 from engine.core.models import Indicator, IndicatorType, Severity, now_ms
@@ -46,6 +50,7 @@ from engine.store.base import IndicatorStore, UpsertResult
 from engine.store.redis import RedisStore
 
 MAX_ERRORS_SHOWN = 20
+MAX_SKIP_REASONS_SHOWN = 5
 LOAD_BATCH = 5_000  # indicators per store call (the store pipelines them)
 _PROGRESS_STEP = 1_000  # advance the bar every so many lines: rich costs µs per update
 _TYPE_ORDER = {t: i for i, t in enumerate(IndicatorType)}
@@ -65,6 +70,11 @@ class FeedFormat(StrEnum):
     JSONL = "jsonl"
     STIX = "stix"
     MISP = "misp"
+    HOSTS = "hosts"
+    URLS = "urls"
+    URLHAUS = "urlhaus"
+    PHISHTANK = "phishtank"
+    FTC_DNC = "ftc-dnc"
 
 
 assert tuple(FeedFormat) == FORMATS  # one list of formats
@@ -128,7 +138,7 @@ def load(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     format: Annotated[
         FeedFormat | None,
-        typer.Option("--format", help="Feed format; guessed from the extension when absent."),
+        typer.Option("--format", help="Feed format; told from the content when absent."),
     ] = None,
     type_: Annotated[
         IndicatorType | None,
@@ -151,19 +161,36 @@ def load(
         bool,
         typer.Option("--strict", help="Any invalid line fails the whole load, nothing written."),
     ] = False,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            metavar="FIELD=COLUMN",
+            help="Read any CSV: the column holding an indicator.v1 field, or the field's value "
+            "for every row when no column has that name (--map value=Phone --map type=phone). "
+            "Repeatable.",
+        ),
+    ] = None,
 ) -> None:
-    """Import a feed (CSV, TXT, JSONL, STIX 2.1 bundle, MISP event) into the store."""
+    """Import a feed into the store: CSV, TXT, JSONL, STIX 2.1 bundle, MISP event, hosts
+    file, URL list, URLhaus / PhishTank / FTC Do-Not-Call CSV, any CSV through --map."""
     started = time.perf_counter()
     with _cli_errors():
-        fmt = format.value if format else guess_format(file)
+        mapping = parse_mapping(map_ or [])
+        fmt = "csv" if mapping else format.value if format else guess_format(file)
+        if mapping and format not in (None, FeedFormat.CSV):
+            raise FeedError(f"--map reads a CSV; it cannot be used with --format {format}")
         region_code = _region(ctx, region)
         store = _open_store(ctx)
         version_before = store.version()  # fail early, before reading, when Redis is down
-        total = _count_lines(file) if fmt in ("csv", "txt", "jsonl") else None
+        total = _count_lines(file) if fmt in LINE_FORMATS else None
         with _progress() as progress:
             task = progress.add_task(f"{file.name} ({fmt})", total=total)
+            items = read_feed(
+                file, format=fmt, type_=type_, source=source, region=region_code, mapping=mapping
+            )
             report = load_items(
-                read_feed(file, format=fmt, type_=type_, source=source, region=region_code),
+                items,
                 store,
                 allowlist=allowlist,
                 strict=strict,
@@ -171,6 +198,7 @@ def load(
             )
             progress.update(task, completed=total if total is not None else report.items)
         _print_errors(report.errors)
+        _print_skipped(report.skipped)
         if not report.written:
             err_console.print(
                 f"[bold red]--strict:[/] {len(report.errors)} invalid line(s) in {file}; "
@@ -180,7 +208,15 @@ def load(
             raise typer.Exit(1)
         errors, by_type, result = report.errors, report.by_type, report.result
         _print_load_summary(
-            file, allowlist, result, len(errors), by_type, version_before, store.version()
+            file,
+            fmt,
+            allowlist,
+            result,
+            len(errors),
+            len(report.skipped),
+            by_type,
+            version_before,
+            store.version(),
         )
         console.print(f"took {time.perf_counter() - started:.1f} s", style="dim")
         if errors and not by_type:
@@ -193,13 +229,14 @@ class LoadReport:
 
     result: UpsertResult = field(default_factory=UpsertResult)
     errors: list[FeedError] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)  # valid, nothing we match
     by_type: Counter[IndicatorType] = field(default_factory=Counter)
     items: int = 0  # lines/objects read, good or bad
     written: bool = True  # False: --strict found bad lines and wrote nothing
 
 
 def load_items(
-    items: Iterable[Indicator | FeedError],
+    items: Iterable[FeedItem],
     store: IndicatorStore,
     *,
     allowlist: bool = False,
@@ -208,7 +245,7 @@ def load_items(
 ) -> LoadReport:
     """Feed items into ``store`` in batches of LOAD_BATCH. The store works on one batch (in a
     helper thread: Redis round trips release the GIL) while the next one is parsed. With
-    ``strict``, nothing is written unless every item is valid."""
+    ``strict``, nothing is written unless every item is valid (skipped ones do not count)."""
     report = LoadReport()
     added = updated = unchanged = 0
     pending: list[Indicator] = []
@@ -234,6 +271,9 @@ def load_items(
                 on_progress(_PROGRESS_STEP)
             if isinstance(item, FeedError):
                 report.errors.append(item)
+                continue
+            if isinstance(item, SkippedEntry):
+                report.skipped.append(item)
                 continue
             report.by_type[item.type] += 1
             pending.append(item)
@@ -278,22 +318,34 @@ def _print_errors(errors: list[FeedError]) -> None:
         err_console.print(f"[yellow]… and {len(errors) - MAX_ERRORS_SHOWN} more[/]")
 
 
+def _print_skipped(skipped: list[SkippedEntry]) -> None:
+    """Skipped entries by reason, the commonest first: there may be thousands (file hashes)."""
+    reasons = Counter(entry.reason for entry in skipped)
+    for reason, count in reasons.most_common(MAX_SKIP_REASONS_SHOWN):
+        err_console.print(f"[dim]skipped[/] {count} × {reason}", highlight=False, soft_wrap=True)
+    if len(reasons) > MAX_SKIP_REASONS_SHOWN:
+        err_console.print(f"[dim]… and {len(reasons) - MAX_SKIP_REASONS_SHOWN} more reasons[/]")
+
+
 def _print_load_summary(
     file: Path,
+    fmt: str,
     allowlist: bool,
     result: UpsertResult,
     invalid: int,
+    skipped: int,
     by_type: Counter[IndicatorType],
     version_before: int,
     version_after: int,
 ) -> None:
-    table = Table(title=f"{file.name} → {_side(allowlist)}", title_justify="left")
+    table = Table(title=f"{file.name} ({fmt}) → {_side(allowlist)}", title_justify="left")
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
     loaded = result.added + result.updated
     table.add_row("loaded (added / updated)", f"{loaded} ({result.added} / {result.updated})")
     table.add_row("unchanged", str(result.unchanged))
     table.add_row("invalid", str(invalid), style="yellow" if invalid else None)
+    table.add_row("skipped (not matched by scamwatch)", str(skipped))
     table.add_section()
     for type_ in sorted(by_type, key=_TYPE_ORDER.__getitem__):
         table.add_row(f"valid {type_.value}", str(by_type[type_]))

@@ -184,7 +184,7 @@ def _read_feeds(feeds: list[FeedSpec], region: str, summary: ScanSummary) -> Ite
         for item in read_feed(path, type_=type_, region=region):
             if isinstance(item, FeedError):
                 summary.feed_errors.append(str(item))
-            else:
+            elif isinstance(item, Indicator):  # a SkippedEntry (a file hash...) is no error
                 yield item
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,11 +236,34 @@ def _string_list(field: str, raw: object) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedEntry:
+    """A line or object that is fine but not something scamwatch matches (a file hash, an IP
+    address, a MISP ``AS`` attribute, one marked not for detection): counted, never an error,
+    so ``--strict`` still loads the rest."""
+
+    reason: str
+    file: str | None = None
+    line: int | None = None
+    object_id: str | None = None
+
+    def __str__(self) -> str:
+        where = ":".join(str(p) for p in (self.file, self.line) if p is not None)
+        if self.object_id:
+            where = f"{where} {self.object_id}".strip()
+        return f"{where}: {self.reason}" if where else self.reason
+
+
+FeedItem = Indicator | FeedError | SkippedEntry
+
+
+@dataclass(frozen=True, slots=True)
 class FeedContext:
     file: str
     source: str
     region: str
     type_: IndicatorType | None
+    # --map FIELD=COLUMN (or FIELD=constant when no column has that name), for mapped CSV
+    mapping: tuple[tuple[str, str], ...] = ()
 
     def record(
         self, rec: Mapping[str, object], *, line: int | None = None, object_id: str | None = None
@@ -259,6 +282,11 @@ class FeedContext:
         self, reason: str, *, line: int | None = None, object_id: str | None = None
     ) -> FeedError:
         return FeedError(reason, file=self.file, line=line, object_id=object_id)
+
+    def skip(
+        self, reason: str, *, line: int | None = None, object_id: str | None = None
+    ) -> SkippedEntry:
+        return SkippedEntry(reason, file=self.file, line=line, object_id=object_id)
 
 
 def _open_text(path: Path, ctx: FeedContext) -> Any:
@@ -306,42 +334,116 @@ def read_jsonl(path: Path, ctx: FeedContext) -> Iterator[Indicator | FeedError]:
         yield ctx.record(rec, line=number)
 
 
-def read_csv(path: Path, ctx: FeedContext) -> Iterator[Indicator | FeedError]:
+def csv_rows(
+    path: Path, ctx: FeedContext, *, on_comment: Callable[[str], None] | None = None
+) -> Iterator[tuple[int, list[str]] | FeedError]:
+    """The rows of a CSV file with the line each starts on; blank rows and ``#`` comment lines
+    (handed to ``on_comment``) are left out. CRLF, quoted cells and a byte-order mark are
+    read as the csv module reads them. A file that stops being UTF-8 or CSV ends with one
+    FeedError: the reader works ahead in blocks, so the rest cannot be trusted."""
     handle = _open_text(path, ctx)
+    starts: list[int] = []  # the physical lines the csv reader took for the current row
+
+    def lines() -> Iterator[str]:
+        for number, text in enumerate(handle, start=1):
+            if text.lstrip().startswith("#"):
+                if on_comment is not None:
+                    on_comment(text.strip())
+                continue
+            starts.append(number)
+            yield text
+
     with handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(lines())
         try:
-            header = next(reader, None)
-            if header is None:
-                return
-            columns = [name.strip().lower() for name in header]
-            if "value" not in columns:
-                raise ctx.error(
-                    f"the header row has no 'value' column (got {', '.join(columns)}); "
-                    f"columns are indicator.v1 field names: {', '.join(RECORD_FIELDS)}",
-                    line=1,
-                )
-            if "type" not in columns and ctx.type_ is None:
-                raise ctx.error("no 'type' column and no --type given", line=1)
-            start = reader.line_num + 1
             for row in reader:
-                line, start = start, reader.line_num + 1
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) > len(columns):
-                    yield ctx.error(
-                        f"{len(row)} cells for {len(columns)} columns (a comma in a value "
-                        "needs quotes)",
-                        line=line,
-                    )
-                    continue
-                rec = dict(zip(columns, row, strict=False))  # an unnamed column is ignored
-                yield ctx.record(rec, line=line)
+                line = starts[0] if starts else reader.line_num
+                starts.clear()
+                if any(cell.strip() for cell in row):
+                    yield line, row
         except UnicodeDecodeError as exc:
-            # csv reads ahead in blocks, so the rest of the file cannot be trusted either
-            yield ctx.error(f"not UTF-8 ({exc.reason}); reading stopped", line=reader.line_num)
+            yield ctx.error(f"not UTF-8 ({exc.reason}); reading stopped", line=_next(starts))
         except csv.Error as exc:
-            yield ctx.error(f"CSV: {exc}; reading stopped", line=reader.line_num)
+            yield ctx.error(f"CSV: {exc}; reading stopped", line=_next(starts))
+
+
+def _next(starts: list[int]) -> int | None:
+    return starts[0] if starts else None
+
+
+def header_columns(row: list[str]) -> list[str]:
+    """A header row's column names, compared case-insensitively (``Company_Phone_Number``)."""
+    return [name.strip().lstrip("#").strip().lower() for name in row]
+
+
+def read_csv(path: Path, ctx: FeedContext) -> Iterator[Indicator | FeedError]:
+    """A CSV whose header names indicator.v1 fields, or any CSV read through ``ctx.mapping``."""
+    rows = csv_rows(path, ctx)
+    columns: list[str] | None = None
+    fields: dict[str, int] = {}
+    constants: dict[str, str] = {}
+    for item in rows:
+        if isinstance(item, FeedError):
+            yield item
+            continue
+        line, row = item
+        if columns is None:
+            columns = header_columns(row)
+            if ctx.mapping:
+                fields, constants = _mapped_fields(columns, ctx, line)
+            else:
+                _check_record_header(columns, ctx, line)
+                fields = {name: index for index, name in enumerate(columns) if name}
+            continue
+        if len(row) > len(columns):
+            yield ctx.error(
+                f"{len(row)} cells for {len(columns)} columns (a comma in a value needs quotes)",
+                line=line,
+            )
+            continue
+        rec: dict[str, object] = dict(constants)
+        width = len(row)
+        for name, index in fields.items():  # an unnamed column is ignored
+            if index < width:
+                rec[name] = row[index]
+        yield ctx.record(rec, line=line)
+
+
+def _check_record_header(columns: list[str], ctx: FeedContext, line: int) -> None:
+    if "value" not in columns:
+        raise ctx.error(
+            f"the header row has no 'value' column (got {', '.join(columns)}); columns are "
+            f"indicator.v1 field names ({', '.join(RECORD_FIELDS)}), or map them with "
+            "--map value=COLUMN",
+            line=line,
+        )
+    if "type" not in columns and ctx.type_ is None:
+        raise ctx.error("no 'type' column and no --type given", line=line)
+
+
+def _mapped_fields(
+    columns: list[str], ctx: FeedContext, line: int
+) -> tuple[dict[str, int], dict[str, str]]:
+    """``--map FIELD=COLUMN`` → (field → column index, field → constant). A right-hand side
+    that names no column is a constant for every row (``--map type=phone``); ``value`` must
+    name a column."""
+    fields: dict[str, int] = {}
+    constants: dict[str, str] = {}
+    for name, target in ctx.mapping:
+        wanted = target.strip().lower()
+        if wanted in columns:
+            fields[name] = columns.index(wanted)
+        elif name == "value":
+            raise ctx.error(
+                f"--map value={target}: the header row has no column {target!r} "
+                f"(got {', '.join(columns)})",
+                line=line,
+            )
+        else:
+            constants[name] = target
+    if "type" not in fields and "type" not in constants and ctx.type_ is None:
+        raise ctx.error("no type: add --map type=COLUMN, --map type=TYPE or --type", line=line)
+    return fields, constants
 
 
 def load_json(path: Path, ctx: FeedContext) -> Any:

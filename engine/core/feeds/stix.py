@@ -1,7 +1,8 @@
 """STIX 2.1 bundles: each ``indicator`` object whose pattern reduces to domain or URL values.
 
 Patterns are read by the ``stix2-patterns`` ANTLR parser, never by slicing; what cannot be
-matched value by value (AND, qualifiers, LIKE/MATCHES, other observables) is refused."""
+matched value by value (AND, qualifiers, LIKE/MATCHES) is refused; an indicator of only
+other observables (``file:hashes``, ``ipv4-addr``) or another pattern language is skipped."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from stix2patterns.exceptions import ParseException
 from stix2patterns.v21.grammars.STIXPatternListener import STIXPatternListener
 from stix2patterns.v21.pattern import Pattern
 
-from engine.core.feeds.records import FeedContext, load_json
-from engine.core.models import Indicator, IndicatorType
+from engine.core.feeds.records import FeedContext, FeedItem, load_json
+from engine.core.models import IndicatorType
 from engine.errors import FeedError
 
 # STIX observable paths that become indicators (object type, property path)
@@ -135,29 +136,50 @@ def _stix_literal(literal: Any) -> str | None:
     return _stix_string(string) if string is not None else None
 
 
-def stix_pattern_values(pattern: str) -> list[tuple[IndicatorType, str]]:
+@dataclass(frozen=True, slots=True)
+class StixPatternValues:
+    """What a STIX pattern asserts: the (type, raw value) pairs scamwatch matches, and the
+    observables it compares that scamwatch does not match (``file:hashes.MD5``)."""
+
+    values: tuple[tuple[IndicatorType, str], ...]
+    unsupported: tuple[str, ...] = ()
+
+
+def stix_pattern_values(pattern: str) -> StixPatternValues:
     """The (type, raw value) pairs a STIX pattern asserts, or FeedError saying why not.
 
     Accepted: equality (or IN) comparisons of ``domain-name:value`` / ``url:value``, joined
-    by OR, in one or several observations joined by OR. Anything else (AND, qualifiers,
-    LIKE/MATCHES, other observables) cannot be reduced to indicators and is refused."""
+    by OR, in one or several observations joined by OR; comparisons of other observables
+    (``file:hashes``, ``ipv4-addr``) are listed as unsupported, not refused: a pattern of
+    only those is a valid indicator scamwatch has no use for. Where a domain or URL is
+    compared, what cannot be matched value by value (AND, qualifiers, LIKE/MATCHES) is
+    refused."""
     try:
         parsed = Pattern(pattern)
     except ParseException as exc:
         raise FeedError(f"pattern: not a valid STIX 2.1 pattern ({exc})") from None
     collector = _ComparisonCollector()
     parsed.walk(collector)
+    supported: list[tuple[IndicatorType, _Comparison]] = []
+    unsupported: list[str] = []
+    for comparison in collector.comparisons:
+        observable = f"{comparison.object_type}:{'.'.join(comparison.path)}"
+        type_ = _STIX_OBSERVABLES.get((comparison.object_type, comparison.path))
+        if type_ is None:
+            if observable not in unsupported:
+                unsupported.append(observable)
+        else:
+            supported.append((type_, comparison))
+    if not supported and unsupported:
+        return StixPatternValues((), tuple(unsupported))
     if collector.joined_by_and:
         raise FeedError("pattern: comparisons joined by AND cannot be matched one by one")
     if collector.other_constructs:
         kinds = ", ".join(sorted(collector.other_constructs))
         raise FeedError(f"pattern: unsupported construct {kinds}")
     out: list[tuple[IndicatorType, str]] = []
-    for comparison in collector.comparisons:
+    for type_, comparison in supported:
         observable = f"{comparison.object_type}:{'.'.join(comparison.path)}"
-        type_ = _STIX_OBSERVABLES.get((comparison.object_type, comparison.path))
-        if type_ is None:
-            raise FeedError(f"pattern: unsupported STIX observable {observable}")
         if comparison.operator not in ("=", "IN"):
             raise FeedError(f"pattern: unsupported operator {comparison.operator} on {observable}")
         for value in comparison.values:
@@ -166,10 +188,10 @@ def stix_pattern_values(pattern: str) -> list[tuple[IndicatorType, str]]:
             out.append((type_, value))
     if not out:
         raise FeedError("pattern: no comparison")
-    return out
+    return StixPatternValues(tuple(out), tuple(unsupported))
 
 
-def read_stix(path: Path, ctx: FeedContext) -> Iterator[Indicator | FeedError]:
+def read_stix(path: Path, ctx: FeedContext) -> Iterator[FeedItem]:
     bundle = load_json(path, ctx)
     if not isinstance(bundle, dict) or bundle.get("type") != "bundle":
         raise ctx.error('not a STIX 2.1 bundle (no top-level "type": "bundle")')
@@ -186,24 +208,27 @@ def read_stix(path: Path, ctx: FeedContext) -> Iterator[Indicator | FeedError]:
         yield from _stix_indicator(obj, object_id, ctx)
 
 
-def _stix_indicator(
-    obj: Mapping[str, Any], object_id: str, ctx: FeedContext
-) -> Iterator[Indicator | FeedError]:
+def _stix_indicator(obj: Mapping[str, Any], object_id: str, ctx: FeedContext) -> Iterator[FeedItem]:
     if obj.get("revoked") is True:
-        yield ctx.error("revoked indicator, not loaded", object_id=object_id)
+        yield ctx.skip("revoked indicator, not loaded", object_id=object_id)
         return
     pattern_type = obj.get("pattern_type", "stix")
     if pattern_type != "stix":
-        yield ctx.error(f"pattern_type: {pattern_type!r} is not supported", object_id=object_id)
+        yield ctx.skip(f"pattern_type {pattern_type!r}: not a STIX pattern", object_id=object_id)
         return
     pattern = obj.get("pattern")
     if not isinstance(pattern, str):
         yield ctx.error("pattern: missing", object_id=object_id)
         return
     try:
-        pairs = stix_pattern_values(pattern)
+        reading = stix_pattern_values(pattern)
     except FeedError as exc:
         yield ctx.error(exc.reason, object_id=object_id)
+        return
+    if not reading.values:
+        observables = ", ".join(reading.unsupported)
+        reason = f"STIX observable not matched by scamwatch: {observables}"
+        yield ctx.skip(reason, object_id=object_id)
         return
     description = obj.get("description") or obj.get("name")
     reference = ""
@@ -211,7 +236,7 @@ def _stix_indicator(
     if isinstance(references, list):
         urls = [r.get("url") for r in references if isinstance(r, dict) and r.get("url")]
         reference = str(urls[0]) if urls else ""
-    for type_, value in pairs:
+    for type_, value in reading.values:
         yield ctx.record(
             {
                 "type": type_.value,

@@ -7,17 +7,19 @@ from pathlib import Path
 import orjson
 
 from engine.core.feeds import (
+    SkippedEntry,
     guess_format,
     read_feed,
 )
 from engine.core.models import IndicatorType, Severity
-from tests.unit.core.feeds.feed_support import FEEDS, read_fixture, split_items
+from engine.errors import FeedError
+from tests.unit.core.feeds.feed_support import FEEDS, read_fixture_all, sort_items
 
 T = IndicatorType
 
 
-def test_misp_fixture_good_and_bad_attributes() -> None:
-    good, bad = read_fixture("misp_event.json", source="misp-partner")
+def test_misp_fixture_good_bad_and_skipped_attributes() -> None:
+    good, bad, skipped = read_fixture_all("misp_event.json", source="misp-partner")
     assert [(i.type, i.value) for i in good] == [
         (T.PHONE, "+18775550123"),
         (T.DOMAIN, "amazon-refund-desk.example"),
@@ -29,15 +31,20 @@ def test_misp_fixture_good_and_bad_attributes() -> None:
     assert all(i.sources == ("misp-partner",) for i in good)
     assert good[0].description == "Call-back number shown in pop-ups"  # comment
     assert good[0].tags == ("microsoft", "tlp:green")  # attribute and event tags
-    reasons = {
-        e.object_id.removeprefix("attribute 5f0a0000-0000-4000-8000-0000000000"): e.reason
-        for e in bad
-        if e.object_id
-    }
-    assert set(reasons) == {"a5", "a6", "a7"}  # the port and comment attributes are context
-    assert reasons["a5"] == "type: unsupported MISP attribute type 'ip-dst'"
-    assert reasons["a6"] == "to_ids is false: MISP marks it as not for detection"
-    assert reasons["a7"].startswith("value:")
+
+    def by_id(items: list[FeedError] | list[SkippedEntry]) -> dict[str, str]:
+        prefix = "attribute 5f0a0000-0000-4000-8000-0000000000"
+        return {e.object_id.removeprefix(prefix): e.reason for e in items if e.object_id}
+
+    invalid = by_id(bad)
+    assert set(invalid) == {"a7"}  # only a value that is wrong is invalid
+    assert invalid["a7"].startswith("value:")
+    # valid MISP we do not match: an address, context attributes, one not for detection
+    skips = by_id(skipped)
+    assert set(skips) == {"a5", "a6", "a8", "b2"}
+    assert skips["a5"] == "MISP attribute type 'ip-dst' not matched"
+    assert skips["a6"] == "to_ids is false: MISP marks it as not for detection"
+    assert skips["b2"] == "MISP attribute type 'port' not matched"  # inside an object
 
 
 def test_misp_list_and_rest_response_forms(tmp_path: Path) -> None:
@@ -46,5 +53,5 @@ def test_misp_list_and_rest_response_forms(tmp_path: Path) -> None:
         path = tmp_path / "events.json"
         path.write_bytes(orjson.dumps(document))
         assert guess_format(path) == "misp"
-        good, _ = split_items(list(read_feed(path)))
+        good, _, _ = sort_items(list(read_feed(path)))
         assert len(good) == 5 * (2 if isinstance(document, list) else 1)

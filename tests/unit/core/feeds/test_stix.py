@@ -9,13 +9,13 @@ from engine.core.feeds import (
 )
 from engine.core.models import IndicatorType
 from engine.errors import FeedError
-from tests.unit.core.feeds.feed_support import read_fixture
+from tests.unit.core.feeds.feed_support import read_fixture_all
 
 T = IndicatorType
 
 
-def test_stix_fixture_good_and_bad_objects() -> None:
-    good, bad = read_fixture("stix_bundle.json")
+def test_stix_fixture_good_bad_and_skipped_objects() -> None:
+    good, bad, skipped = read_fixture_all("stix_bundle.json")
     assert [(i.type, i.value) for i in good] == [
         (T.DOMAIN, "microsoft-support-desk.example"),
         (T.DOMAIN, "amazon-refunds.example"),
@@ -34,15 +34,21 @@ def test_stix_fixture_good_and_bad_objects() -> None:
     assert good[1].description == "Amazon refund lure: a domain and a URL"
     by_id = {e.object_id: e.reason for e in bad}
     prefix = "indicator--0c1f0a9e-1b2c-4d3e-8f40-0000000000"
-    assert set(by_id) == {f"{prefix}{n:02d}" for n in (4, 5, 6, 7, 8, 10, 11)}
-    assert by_id[f"{prefix}04"] == "pattern: unsupported STIX observable file:hashes.SHA-256"
+    assert set(by_id) == {f"{prefix}{n:02d}" for n in (5, 6, 7, 10)}
     assert "AND" in by_id[f"{prefix}05"]
     assert by_id[f"{prefix}06"].startswith("pattern: not a valid STIX 2.1 pattern")
     assert by_id[f"{prefix}07"].startswith("confidence: 150")
-    assert "sigma" in by_id[f"{prefix}08"]
     assert by_id[f"{prefix}10"].startswith("value:")
-    assert "revoked" in by_id[f"{prefix}11"]
     assert all(e.line is None for e in bad)
+    # nothing wrong with these; scamwatch has no use for them
+    skipped_by_id = {e.object_id: e.reason for e in skipped}
+    assert set(skipped_by_id) == {f"{prefix}{n:02d}" for n in (4, 8, 11)}
+    assert (
+        skipped_by_id[f"{prefix}04"]
+        == "STIX observable not matched by scamwatch: file:hashes.SHA-256"
+    )
+    assert "sigma" in skipped_by_id[f"{prefix}08"]
+    assert "revoked" in skipped_by_id[f"{prefix}11"]
 
 
 @pytest.mark.parametrize(
@@ -68,18 +74,19 @@ def test_stix_fixture_good_and_bad_objects() -> None:
     ],
 )
 def test_stix_patterns_accepted(pattern: str, expected: list[tuple[IndicatorType, str]]) -> None:
-    assert stix_pattern_values(pattern) == expected
+    reading = stix_pattern_values(pattern)
+    assert list(reading.values) == expected
+    assert reading.unsupported == ()
 
 
 @pytest.mark.parametrize(
     ("pattern", "reason"),
     [
-        ("[ipv4-addr:value = '192.0.2.1']", "unsupported STIX observable ipv4-addr:value"),
-        ("[domain-name:resolves_to_refs[*].value = '192.0.2.1']", "unsupported STIX observable"),
         ("[url:value LIKE 'http://a.example/%']", "unsupported operator LIKE"),
         ("[url:value MATCHES '^http']", "unsupported operator MATCHES"),
         ("[domain-name:value != 'a.example']", "unsupported operator !="),
         ("[domain-name:value = 'a.example'] AND [url:value = 'http://b/']", "AND"),
+        ("[domain-name:value = 'a.example' AND ipv4-addr:value = '192.0.2.1']", "AND"),
         ("[domain-name:value = 'a.example'] REPEATS 2 TIMES", "REPEATS"),
         ("[domain-name:value = 'a.example'] WITHIN 5 SECONDS", "WITHIN"),
         ("[domain-name:value = 7]", "non-string"),
@@ -90,3 +97,31 @@ def test_stix_patterns_refused(pattern: str, reason: str) -> None:
     with pytest.raises(FeedError) as info:
         stix_pattern_values(pattern)
     assert reason in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("pattern", "unsupported"),
+    [
+        ("[ipv4-addr:value = '192.0.2.1']", ("ipv4-addr:value",)),
+        (
+            "[domain-name:resolves_to_refs[*].value = '192.0.2.1']",
+            ("domain-name:resolves_to_refs.[*].value",),
+        ),
+        ("[file:hashes.MD5 = 'x' AND file:name = 'a.exe']", ("file:hashes.MD5", "file:name")),
+        ("[file:hashes.'SHA-256' = 'ab'] REPEATS 2 TIMES", ("file:hashes.SHA-256",)),
+    ],
+)
+def test_stix_patterns_of_other_observables_are_valid_but_unused(
+    pattern: str, unsupported: tuple[str, ...]
+) -> None:
+    reading = stix_pattern_values(pattern)
+    assert reading.values == ()
+    assert reading.unsupported == unsupported
+
+
+def test_stix_pattern_with_a_domain_and_an_address_keeps_the_domain() -> None:
+    reading = stix_pattern_values(
+        "[domain-name:value = 'a.example' OR ipv4-addr:value = '192.0.2.1']"
+    )
+    assert reading.values == ((T.DOMAIN, "a.example"),)
+    assert reading.unsupported == ("ipv4-addr:value",)

@@ -80,7 +80,7 @@ def _rows_with_header(
             columns = first if is_header else commented[-1] if commented else list(default or ())
             if required not in columns:
                 raise ctx.error(
-                    f"a {publisher} export needs a {required!r} column (got {', '.join(first)})",
+                    f"{publisher} export without a {required!r} column (got {', '.join(first)})",
                     line=line,
                 )
             if is_header:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
 from engine.core.feeds import (
     SkippedEntry,
@@ -55,3 +56,41 @@ def test_misp_list_and_rest_response_forms(tmp_path: Path) -> None:
         assert guess_format(path) == "misp"
         good, _, _ = sort_items(list(read_feed(path)))
         assert len(good) == 5 * (2 if isinstance(document, list) else 1)
+
+
+def test_misp_event_without_the_wrapper_attributes_inside_objects() -> None:
+    good, bad, skipped = read_fixture_all("misp_pymisp_event.json")
+    assert [(i.type, i.value) for i in good] == [
+        (T.PHONE, "+18445550111"),
+        (T.DOMAIN, "refund-desk.example"),  # domain|ip: the domain part, defanged
+        (T.DOMAIN, "refund-portal.example"),  # in a domain-ip object
+        (T.DOMAIN, "www.refund-portal.example"),
+        (T.URL, "refund-portal.example/claim?ref=mail"),  # hxxps, [.]
+    ]
+    assert all(i.severity is Severity.HIGH and "tlp:amber" in i.tags for i in good)
+    assert [e.reason.split(":")[0] for e in bad] == ["value"]  # "bad domain.example"
+    # the AS numbers (for detection or not), the md5, the address and the port
+    assert sorted(e.reason for e in skipped) == [
+        "MISP attribute type 'AS' not matched",
+        "MISP attribute type 'AS' not matched",
+        "MISP attribute type 'ip-dst' not matched",
+        "MISP attribute type 'md5' not matched",
+        "MISP attribute type 'port' not matched",
+    ]
+
+
+def test_misp_search_api_response() -> None:
+    good, bad, skipped = read_fixture_all("misp_search_response.json")
+    assert [(i.type, i.value, i.severity) for i in good] == [
+        (T.PHONE, "+12025550170", Severity.MEDIUM),
+        (T.URL, "popup-warning.example/?tel=18885550142", Severity.LOW),
+        (T.DOMAIN, "popup-warning.example", Severity.LOW),
+    ]
+    assert not bad and len(skipped) == 2
+
+
+def test_json_that_is_no_event_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "not.json"
+    path.write_bytes(orjson.dumps({"info": "no attributes"}))
+    with pytest.raises(FeedError, match="not a MISP event"):
+        list(read_feed(path, format="misp"))

@@ -14,6 +14,7 @@ from engine.core.feeds import (
     format_timestamp,
     indicator_from_record,
     indicator_to_record,
+    parse_mapping,
     parse_timestamp,
     read_feed,
 )
@@ -197,3 +198,39 @@ def test_exported_records_follow_the_indicator_schema() -> None:
         record = orjson.loads(orjson.dumps(indicator_to_record(ind)))
         errors = [e.message for e in validator.iter_errors(record)]
         assert not errors, (record, errors)
+
+
+def test_any_csv_through_a_column_mapping() -> None:
+    mapping = parse_mapping(
+        ["value=Reported Number", "type=phone", "tags=campaign", "description=Notes"]
+    )
+    good, bad = read_fixture("partner_numbers.csv", mapping=mapping, region="GB")
+    assert [i.value for i in good] == ["+442079460958", "+442079460959", "+442079460958"]
+    assert all(i.type is T.PHONE for i in good)  # "phone" names no column: a constant
+    assert good[0].tags == ("HMRC impersonation",)
+    assert good[0].description == 'said "tax refund", asked for gift cards'  # quotes, CRLF
+    assert [(e.line, e.reason.split(":")[0]) for e in bad] == [(6, "value")]  # after a comment
+
+
+def test_a_mapping_must_name_a_value_column_and_indicator_fields(tmp_path: Path) -> None:
+    with pytest.raises(FeedError, match=r"not an indicator\.v1 field"):
+        parse_mapping(["number=Phone"])
+    with pytest.raises(FeedError, match="FIELD=COLUMN"):
+        parse_mapping(["value"])
+    with pytest.raises(FeedError, match="value column is missing"):
+        parse_mapping(["type=phone"])
+    with pytest.raises(FeedError, match="no column 'Phone'"):
+        list(read_feed(FEEDS / "partner_numbers.csv", mapping=parse_mapping(["value=Phone"])))
+    with pytest.raises(FeedError, match="no type"):
+        list(read_feed(FEEDS / "partner_numbers.csv", mapping={"value": "Reported Number"}))
+    with pytest.raises(FeedError, match="--map reads a CSV"):
+        read_feed(FEEDS / "partner_numbers.csv", format="stix", mapping={"value": "x"})
+
+
+def test_csv_comment_lines_before_and_among_rows(tmp_path: Path) -> None:
+    path = tmp_path / "commented.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbf# exported 2026-11-30\r\ntype,value\r\n# a note\r\nphone,8005550199\r\n"
+    )
+    good, bad = split_items(list(read_feed(path)))
+    assert not bad and [i.value for i in good] == ["+18005550199"]

@@ -125,3 +125,18 @@ def test_stix_pattern_with_a_domain_and_an_address_keeps_the_domain() -> None:
     )
     assert reading.values == ((T.DOMAIN, "a.example"),)
     assert reading.unsupported == ("ipv4-addr:value",)
+
+
+def test_stix2_bundle_skips_hashes_and_addresses() -> None:
+    good, bad, skipped = read_fixture_all("isac_bundle.stix2")
+    assert [(i.type, i.value) for i in good] == [
+        (T.DOMAIN, "norton-renewal-desk.example"),
+        (T.URL, "geek-squad-billing.example/refund"),
+        (T.DOMAIN, "norton-renewal-desk.example"),  # OR'd with an address: the domain kept
+    ]
+    assert [e.reason for e in skipped] == [
+        "STIX observable not matched by scamwatch: file:hashes.SHA-256",
+        "STIX observable not matched by scamwatch: ipv4-addr:value",
+        "STIX observable not matched by scamwatch: file:hashes.MD5, file:name",
+    ]
+    assert [e.reason for e in bad] == ["pattern: unsupported operator LIKE on domain-name:value"]

@@ -45,3 +45,40 @@ def test_txt_inline_comments_and_url_fragments(tmp_path: Path) -> None:
             {"type": "url", "value": "http://a.example/x#frag"}, source=None, region="US"
         ).value
     ]
+
+
+def test_hosts_file_crlf_bom_localhost_and_several_names() -> None:
+    good, bad = read_fixture("scam_hosts.txt")  # no --type: every name is a domain
+    assert [i.value for i in good] == [
+        "microsoft-alert-support.example",
+        "windows-defender-helpline.example",  # upper case, trailing dot, inline comment
+        "amazon-refund-center.example",
+        "www.amazon-refund-center.example",  # two names on one line
+        "apple-icloud-locked.example",  # a tab between address and name
+        "microsoft-alert-support.example",  # the list's duplicate
+        "ipv6-sink.example",  # "::" as the address
+    ]
+    assert all(i.type is T.DOMAIN for i in good)
+    assert not any("localhost" in i.value or "broadcasthost" in i.value for i in good)
+    assert [(e.line, e.reason.split(":")[0]) for e in bad] == [(16, "value")]
+
+
+def test_hosts_lines_that_are_not_address_and_name(tmp_path: Path) -> None:
+    path = tmp_path / "hosts"
+    path.write_text("0.0.0.0\nbare-name.example\ntwo.example names.example\n")
+    good, bad = split_items(list(read_feed(path, format="hosts")))
+    assert [i.value for i in good] == ["bare-name.example"]
+    assert [e.line for e in bad] == [1, 3]
+
+
+def test_url_list_defanged_duplicates_and_blank_lines() -> None:
+    good, bad = read_fixture("openphish_feed.txt")
+    assert [i.value for i in good] == [
+        "paypal-account-verify.example/signin",
+        "secure-login.bank-example.test/update?acct=1",
+        "amazon-prime-renewal.example/billing",  # hxxps and [.]
+        "paypal-account-verify.example/signin",
+        "microsoft-365-login.example/common/oauth2",
+    ]
+    assert all(i.type is T.URL for i in good)
+    assert [e.line for e in bad] == [7]

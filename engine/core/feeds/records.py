@@ -21,7 +21,7 @@ import orjson
 
 from engine.core.models import DEFAULT_CONFIDENCE, Indicator, IndicatorType, Severity
 from engine.core.normalize import normalize
-from engine.errors import FeedError, NormalizationError
+from engine.errors import FeedError, FeedLocation, NormalizationError
 
 RECORD_FIELDS = (
     "type",
@@ -246,10 +246,12 @@ class SkippedEntry:
     line: int | None = None
     object_id: str | None = None
 
-    def __str__(self) -> str:
-        where = ":".join(str(p) for p in (self.file, self.line) if p is not None)
-        if self.object_id:
-            where = f"{where} {self.object_id}".strip()
+    @property
+    def location(self) -> FeedLocation:
+        return FeedLocation(self.file, self.line, self.object_id)
+
+    def __str__(self) -> str:  # printed as a FeedError is: "file:line object-id: reason"
+        where = str(self.location)
         return f"{where}: {self.reason}" if where else self.reason
 
 

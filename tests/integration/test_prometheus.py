@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -13,6 +14,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,15 @@ def _query(port: int, expr: str) -> dict[str, float]:
         ",".join(f"{k}={v}" for k, v in sorted(r["metric"].items())): float(r["value"][1])
         for r in data["result"]
     }
+
+
+def _instant(text: str) -> datetime:
+    """An RFC 3339 time as Prometheus' API writes it (nanoseconds, kept to microseconds)."""
+    match = re.fullmatch(r"(.+T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    assert match is not None, text
+    whole, fraction, offset = match.groups()
+    micro = (fraction or "").ljust(6, "0")[:6]
+    return datetime.fromisoformat(f"{whole}.{micro}{'+00:00' if offset == 'Z' else offset}")
 
 
 def _wait(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
@@ -244,11 +255,20 @@ def test_prometheus_loads_and_evaluates_every_rule_of_rules_yml(
     doc = yaml.safe_load(RULES.read_text())
     expected = {g["name"]: len(g["rules"]) for g in doc["groups"]}
 
+    def scraped_at() -> datetime | None:
+        active = _get(prometheus.port, "/api/v1/targets", state="active")["activeTargets"]
+        up = [t for t in active if t["health"] == "up"]
+        return _instant(up[0]["lastScrape"]) if up else None
+
+    # rules evaluated before the first scrape see no series at all (absent() holds, so
+    # ScamwatchMetricsAbsent would be pending): judge evaluations made after a scrape
+    first_scrape = _wait(scraped_at, "the worker target scraped")
+
     def evaluated() -> list[dict[str, Any]] | None:
         groups = _get(prometheus.port, "/api/v1/rules")["groups"]
         rules = [r for g in groups for r in g["rules"]]
         # a rule not evaluated yet has lastEvaluation 0001-01-01T00:00:00Z
-        done = rules and all(not r["lastEvaluation"].startswith("0001") for r in rules)
+        done = rules and all(_instant(r["lastEvaluation"]) > first_scrape for r in rules)
         return rules if done else None
 
     rules = _wait(evaluated, "every rule evaluated once")

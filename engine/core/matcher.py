@@ -67,6 +67,9 @@ MIN_NUMBER_DIGITS = 7
 MAX_NUMBER_DIGITS = 15  # E.164 allows at most 15
 # reads of parts per URL: a hostile run of one-digit pieces would cost ~9 reads per digit
 MAX_PART_READS = 64
+# distinct whole runs read per URL: a hostile URL of thousands of 7-digit runs would cost one
+# number read (~10 µs) each; a run written again is remembered, not read again
+MAX_RUN_READS = 256
 _NUMBER_RUN = re.compile(r"[0-9+\-.() ]+")  # maximal runs; linear even on hostile input
 _DIGIT_PIECE = re.compile(r"[0-9]+")
 _SEVEN_DIGITS = re.compile(r"[0-9](?:[+\-.() ]*[0-9]){6}")
@@ -89,13 +92,16 @@ def numbers_in_text(text: str, region: str) -> list[tuple[str, str]]:
     ``800-555-0199``). Overlapping parts are both kept: a written number is never missed for
     a neighbour. Digits written together are one piece, never split
     (``/order-2024112812345678`` holds no number). At most :data:`MAX_PART_READS` parts are
-    read per ``text`` (in order: run, first piece, last piece); whole runs always are.
+    read per ``text`` (in order: run, first piece, last piece), and at most
+    :data:`MAX_RUN_READS` distinct whole runs (a run written again reuses its reading; a new
+    run past that budget is not read, nor are its parts).
     """
     decoded = unquote(text) if "%" in text else text
     if _SEVEN_DIGITS.search(decoded) is None:  # most URLs: no run long enough
         return []
     found: list[tuple[str, str]] = []
     budget = MAX_PART_READS
+    runs_read: dict[str, str | None] = {}  # plus + digits -> its number, None: no number
     for run_match in _NUMBER_RUN.finditer(decoded):
         run = run_match.group()
         digits = run.translate(_DROP_SEPARATORS)  # the run holds nothing else
@@ -103,13 +109,21 @@ def numbers_in_text(text: str, region: str) -> list[tuple[str, str]]:
             continue
         if len(digits) <= MAX_NUMBER_DIGITS:
             plus = "+" if "+" in run[: run.find(digits[0])] else ""
-            try:
-                found.append((run.strip(" -."), normalize_phone(plus + digits, region)))
-            except NormalizationError:
-                pass
+            written = plus + digits
+            if written in runs_read:
+                number = runs_read[written]
+            elif len(runs_read) >= MAX_RUN_READS:
+                continue  # the budget of whole runs is spent: neither it nor its parts
             else:
+                try:
+                    number = normalize_phone(written, region)
+                except NormalizationError:
+                    number = None
+                runs_read[written] = number
+            if number is not None:
+                found.append((run.strip(" -."), number))
                 continue
-        if budget > 0:  # the whole run is no number: read its parts
+        if budget > 0 and digits not in run:  # no number, and more than one piece: its parts
             budget = _numbers_in_parts(run, region, budget, found)
     return found
 
@@ -360,8 +374,11 @@ class Matcher:
         urls = _url_hits(self._urls, self._url_lengths, host, tail, at_ms) if self._urls else ()
         numbers: list[tuple[str, str, Indicator]] = []
         if self._phones or self._prefixes:
+            looked_up: set[str] = set()  # a number written 10,000 times is looked up once
             for run, number in numbers_in_text(observed, self._default_region):
-                numbers.extend((run, number, ind) for ind in self._number_hits(number, at_ms))
+                if number not in looked_up:
+                    looked_up.add(number)
+                    numbers.extend((run, number, ind) for ind in self._number_hits(number, at_ms))
         keywords: Sequence[tuple[str, Indicator]] = ()
         if field == "url" and self._keywords:
             keywords = self._keyword_hits(_url_texts(url, host), at_ms)

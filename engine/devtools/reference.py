@@ -203,22 +203,26 @@ def numbers_by_hand(text: str, region: str) -> list[tuple[str, str]]:
     A run of 7..15 digits that reads as a number is that number. Otherwise every group of
     consecutive pieces (a part) holding 7..15 digits is read, ``+`` kept when written just
     before its first piece; a part that reads is kept unless a larger part that reads holds
-    it. At most 64 parts are read per text (``matcher.MAX_PART_READS``)."""
+    it. At most 64 parts are read per text (``matcher.MAX_PART_READS``), and at most 256
+    distinct whole runs (``matcher.MAX_RUN_READS``): a new run past those is not read at all."""
     decoded = unquote(text)
     found: list[tuple[str, str]] = []
     budget = [64]  # reads of parts left, shared by every run of the text
+    whole_runs: set[str] = set()  # the distinct whole runs read (at most 256)
     run = ""
     for ch in decoded + "\n":  # a character outside every run closes the last one
         if ch in _DIGITS or ch in _SEPARATORS:
             run += ch
             continue
         if run:
-            found += _numbers_in_run(run, region, budget)
+            found += _numbers_in_run(run, region, budget, whole_runs)
         run = ""
     return found
 
 
-def _numbers_in_run(run: str, region: str, budget: list[int]) -> list[tuple[str, str]]:
+def _numbers_in_run(
+    run: str, region: str, budget: list[int], whole_runs: set[str]
+) -> list[tuple[str, str]]:
     # split the run into pieces: (separators before the piece, its digits); then what
     # follows the last piece
     pieces: list[tuple[str, str]] = []
@@ -243,6 +247,10 @@ def _numbers_in_run(run: str, region: str, budget: list[int]) -> list[tuple[str,
         return []
     if len(all_digits) <= 15:
         plus = "+" if "+" in pieces[0][0] else ""
+        if plus + all_digits not in whole_runs:
+            if len(whole_runs) >= 256:
+                return []
+            whole_runs.add(plus + all_digits)
         try:
             return [(run.strip(" -."), normalize_phone(plus + all_digits, region))]
         except NormalizationError:

@@ -30,6 +30,9 @@ from engine.core.normalize.phone_plan import COUNTRY_CODES, SUPPORTED_REGIONS, e
 from engine.errors import NormalizationError
 
 PHONE_CACHE_SIZE = 65_536
+# phonenumbers.parse refuses longer input as too long (its _MAX_INPUT_STRING_LENGTH); checked
+# first, so a hostile megabyte "number" costs nothing (the fast paths scan the whole text)
+MAX_PHONE_TEXT_LENGTH = 250
 WITHHELD = frozenset(
     {
         "anonymous",
@@ -140,8 +143,12 @@ def normalize_phone(value: str, region: str = "US") -> str:
 
     ``region`` (ISO 3166 alpha-2) reads national formats: ``(888) 555-0142`` with ``US``,
     ``080 4718 2233`` with ``IN``. Raises :class:`NormalizationError` for withheld,
-    empty, garbage and impossible numbers.
+    empty, garbage and impossible numbers, and for text longer than
+    :data:`MAX_PHONE_TEXT_LENGTH`.
     """
+    if len(value) > MAX_PHONE_TEXT_LENGTH and len(value.strip()) > MAX_PHONE_TEXT_LENGTH:
+        # the slow path's own answer (parse() refuses it), without the fast paths' scans
+        raise NormalizationError("phone", value[:40] + "…", "too long")
     if value[:1] == "+":
         if e164_kept().fullmatch(value) is not None:
             return value  # already E.164: parse() would give it back unchanged

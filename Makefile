@@ -67,6 +67,7 @@ bench: stack
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_gc.py
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_hostile.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

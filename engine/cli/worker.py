@@ -72,6 +72,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     from engine.metrics import WorkerMetrics
     from engine.store.redis import RedisStore
     from engine.stream.app import Dispatcher, create_app, fatal_via
+    from engine.stream.fastpath import choose_data_path
     from engine.stream.follower import IndicatorFollower
     from engine.stream.processor import RecordProcessor
 
@@ -103,6 +104,8 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     asyncio.set_event_loop(loop)
     # no consuming before the indicators are in (unless Redis stays down: then loudly empty)
     loop.run_until_complete(follower.load(settings.worker.snapshot_wait_seconds))
+    data_path = choose_data_path(settings.worker.data_path)
+    log.info("data path: %s", data_path)
 
     processor = RecordProcessor(
         matcher=follower.current,
@@ -125,6 +128,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
         follower=follower,
         web_port=settings.worker.web_port,
         datadir=datadir,
+        data_path=data_path,
     )
     faust_worker = faust.Worker(app, loop=loop, loglevel=loglevel.upper(), quiet=True)
     dispatcher.on_fatal = fatal_via(faust_worker.crash)

@@ -100,7 +100,15 @@ class InlineTopic(faust.Topic):
 class _Delivery:
     """One record's outputs in flight: acks the record when the last one is acknowledged."""
 
-    __slots__ = ("_consumer", "_dispatcher", "_failed", "_left", "_message", "_source")
+    __slots__ = (
+        "_consumer",
+        "_dispatcher",
+        "_event",
+        "_failed",
+        "_left",
+        "_message",
+        "_source",
+    )
 
     def __init__(
         self,
@@ -109,6 +117,7 @@ class _Delivery:
         consumer: Any,
         source: SourcePosition,
         count: int,
+        event: Any,
     ) -> None:
         self._dispatcher = dispatcher
         self._message = message
@@ -116,6 +125,7 @@ class _Delivery:
         self._source = source
         self._left = count
         self._failed = False
+        self._event = event
 
     def fail(self) -> None:
         self._failed = True
@@ -133,7 +143,10 @@ class _Delivery:
             return
         self._left -= 1
         if self._left == 0:
-            self._message.ack(self._consumer)
+            if self._event is None:
+                self._message.ack(self._consumer)
+            else:
+                self._event.ack()
 
 
 class Dispatcher:
@@ -151,9 +164,10 @@ class Dispatcher:
         self._alerts: dict[tuple[str, str], Any] = {}
         self._unparsed: dict[tuple[str, str], Any] = {}
 
-    async def handle(self, app: Any, stream: Stream, message: Any) -> None:
-        """Handle one record (a Faust ``Message``); it is acked with ``message.ack(consumer)``
-        once it needs nothing more: at once when clean, else when its outputs are delivered."""
+    async def handle(self, app: Any, stream: Stream, message: Any, event: Any = None) -> None:
+        """Handle one record (a Faust ``Message``); it is acked once it needs nothing more (at
+        once when clean, else when its outputs are delivered): with ``event.ack()`` when it
+        came as a stream's ``event`` (the agents path), else ``message.ack(consumer)``."""
         consumer = app.consumer
         source = SourcePosition(message.topic, message.partition, message.offset)
         try:
@@ -167,9 +181,12 @@ class Dispatcher:
             return
         outputs = outcome.outputs
         if not outputs:
-            message.ack(consumer)
+            if event is None:
+                message.ack(consumer)
+            else:
+                event.ack()
             return
-        delivery = _Delivery(self, message, consumer, source, len(outputs))
+        delivery = _Delivery(self, message, consumer, source, len(outputs), event)
         send = app.producer.send
         try:
             for out in outputs:
@@ -334,6 +351,27 @@ def record_handler(app: faust.App, dispatcher: Dispatcher, stream: Stream) -> Re
     return on_record
 
 
+def input_agent(app: faust.App, dispatcher: Dispatcher, stream: Stream, topic: str) -> None:
+    """The ``agents`` data path for one input topic: a plain Faust agent on Faust's public API.
+
+    The stream's automatic acks are off (``noack``): an event is acked by the
+    :class:`Dispatcher`, with ``event.ack()``, only once the broker acknowledged its outputs,
+    as on the inline path. Until then it is pending with the consumer (the stream tracks it),
+    so a stop or a rebalance waits for it and a commit never passes it."""
+    handle = dispatcher.handle
+
+    async def consume(records: Any) -> None:
+        async for event in records.noack().events():
+            await handle(app, stream, event.message, event)
+
+    app.agent(app.topic(topic, acks=True), name=f"scamwatch.{stream.value}")(consume)
+
+
+# how often the consumer refreshes metadata: a subscribed topic created after the worker
+# started (by a partner's client, or by an operator) is consumed within this and a rejoin
+METADATA_MAX_AGE_MS = 2000
+
+
 def create_app(
     settings: Settings,
     *,
@@ -341,10 +379,13 @@ def create_app(
     follower: IndicatorFollower,
     web_port: int,
     datadir: Path,
+    data_path: str = "inline",
 ) -> faust.App:
-    """A Faust app consuming ``calls`` and ``web`` as raw bytes through :class:`InlineTopic`
-    (decoding is ours: Faust's own deserializer logs and drops what it cannot decode)."""
-    app = WorkerApp(
+    """A Faust app consuming ``calls`` and ``web`` as raw bytes (decoding is ours: Faust's own
+    deserializer logs and drops what it cannot decode), through :class:`InlineTopic` on the
+    ``inline`` data path, through :func:`input_agent` on the ``agents`` path."""
+    app_class = WorkerApp if data_path == "inline" else faust.App
+    app = app_class(
         settings.worker.app_id,
         broker=settings.kafka.broker_urls,
         broker_credentials=settings.kafka.faust_credentials(),
@@ -369,11 +410,15 @@ def create_app(
         broker_commit_interval=settings.worker.commit_interval_seconds,
         broker_session_timeout=settings.worker.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_seconds / 4),
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
 
     for stream, name in ((Stream.CALLS, settings.topics.calls), (Stream.WEB, settings.topics.web)):
-        # subscribed through the Conductor, as an agent's topic would be
-        app.topics.add(InlineTopic(app, name, record_handler(app, dispatcher, stream)))
+        if data_path == "inline":
+            # subscribed through the Conductor, as an agent's topic would be
+            app.topics.add(InlineTopic(app, name, record_handler(app, dispatcher, stream)))
+        else:
+            input_agent(app, dispatcher, stream, name)
 
     async def follow() -> None:
         await follower.run()

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.core.models import Indicator, IndicatorType
 from engine.store.redis import RedisStore
 from tests.integration.worker_support import (
+    DATA_PATHS,
     SCAMWATCH,
     Read,
     Topics,
@@ -50,9 +51,12 @@ class Stack:
     redis_url: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=DATA_PATHS)
 def stack(
-    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    kafka_bootstrap: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     topics = Topics(f"test-{uuid.uuid4().hex[:12]}")
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
@@ -69,6 +73,7 @@ def stack(
         prefix,
         tmp_path_factory.mktemp("worker"),
         extra_env={"SCAMWATCH_MAX_RECORD_BYTES": str(MAX_RECORD_BYTES)},
+        data_path=request.param,
     ).start()
     try:
         worker.wait_assigned()

@@ -22,6 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 SCAMWATCH = str(Path(sys.executable).with_name("scamwatch"))
+# the worker's two data paths (SCAMWATCH_DATA_PATH): the worker tests run on both
+DATA_PATHS = ("inline", "agents")
 
 
 def free_port() -> int:
@@ -39,6 +41,7 @@ class Topics:
     web: str = ""
     alerts: str = ""
     deadletter: str = ""
+    sightings: str = ""
     app_id: str = ""
 
     def __post_init__(self) -> None:
@@ -46,11 +49,12 @@ class Topics:
         self.web = f"{self.base}-web"
         self.alerts = f"{self.base}-alerts"
         self.deadletter = f"{self.base}-deadletter"
+        self.sightings = f"{self.base}-sightings"
         self.app_id = f"{self.base}-app"
 
     @property
     def all(self) -> list[str]:
-        return [self.calls, self.web, self.alerts, self.deadletter]
+        return [self.calls, self.web, self.alerts, self.deadletter, self.sightings]
 
 
 async def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> None:
@@ -162,6 +166,7 @@ class WorkerProcess:
     state_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
+    data_path: str = "inline"
     web_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -175,6 +180,8 @@ class WorkerProcess:
                 "SCAMWATCH_TOPIC_WEB": self.topics.web,
                 "SCAMWATCH_TOPIC_ALERTS": self.topics.alerts,
                 "SCAMWATCH_TOPIC_DEADLETTER": self.topics.deadletter,
+                "SCAMWATCH_TOPIC_SIGHTINGS": self.topics.sightings,
+                "SCAMWATCH_DATA_PATH": self.data_path,
                 "SCAMWATCH_APP_ID": self.topics.app_id,
                 "SCAMWATCH_REDIS_PREFIX": self.redis_prefix,
                 "SCAMWATCH_METRICS_BIND": "127.0.0.1",
@@ -230,7 +237,10 @@ class WorkerProcess:
         raise AssertionError(f"metric condition not met in {timeout} s:\n{self.log_tail()}")
 
     def wait_assigned(self, timeout: float = 60.0) -> dict[str, float]:
-        return self.wait_metric(lambda m: m.get("scamwatch_assigned_partitions", 0) > 0, timeout)
+        got = self.wait_metric(lambda m: m.get("scamwatch_assigned_partitions", 0) > 0, timeout)
+        # the data path asked for is the one running (a worker may fall back to agents)
+        assert f"data path: {self.data_path}" in self.log_tail(400), self.log_tail()
+        return got
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():

@@ -15,6 +15,7 @@ import pytest
 from engine.core.models import Indicator, IndicatorType
 from engine.store.redis import RedisStore
 from tests.integration.worker_support import (
+    DATA_PATHS,
     Topics,
     WorkerProcess,
     call_event,
@@ -73,12 +74,18 @@ def wait_all_committed(bootstrap: str, group: str, topics: Topics, worker: Worke
     raise AssertionError(f"inputs not all committed: {lag}\n{worker.log_tail()}")
 
 
+@pytest.mark.parametrize("data_path", DATA_PATHS)
 def test_sigkill_mid_stream_then_restart_loses_nothing(
-    kafka_bootstrap: str, topics: Topics, store: RedisStore, key_prefix: str, tmp_path: Path
+    kafka_bootstrap: str,
+    topics: Topics,
+    store: RedisStore,
+    key_prefix: str,
+    tmp_path: Path,
+    data_path: str,
 ) -> None:
     n = 3000
     records, matched, bad = dataset(n)
-    first = WorkerProcess(topics, key_prefix, tmp_path / "w1").start()
+    first = WorkerProcess(topics, key_prefix, tmp_path / "w1", data_path=data_path).start()
     second: WorkerProcess | None = None
     try:
         first.wait_assigned()
@@ -102,7 +109,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
         assert killed_mid_stream, "the stream ended before the kill: nothing was tested"
         assert total(at_kill, "scamwatch_events_total") < n
 
-        second = WorkerProcess(topics, key_prefix, tmp_path / "w2").start()
+        second = WorkerProcess(topics, key_prefix, tmp_path / "w2", data_path=data_path).start()
         second.wait_assigned()
         wait_all_committed(kafka_bootstrap, topics.app_id, topics, second)
         assert total(second.metrics(), "scamwatch_events_total") > 0
@@ -135,14 +142,24 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
             second.kill()
 
 
+@pytest.mark.parametrize("data_path", DATA_PATHS)
 def test_sigterm_stops_cleanly_and_commits_what_was_processed(
-    kafka_bootstrap: str, topics: Topics, store: RedisStore, key_prefix: str, tmp_path: Path
+    kafka_bootstrap: str,
+    topics: Topics,
+    store: RedisStore,
+    key_prefix: str,
+    tmp_path: Path,
+    data_path: str,
 ) -> None:
     records, matched, _ = dataset(600)
     asyncio.run(produce(kafka_bootstrap, topics.calls, records))
     # no periodic commit during the test: only the shutdown can commit
     worker = WorkerProcess(
-        topics, key_prefix, tmp_path, extra_env={"SCAMWATCH_COMMIT_INTERVAL_SECONDS": "60"}
+        topics,
+        key_prefix,
+        tmp_path,
+        extra_env={"SCAMWATCH_COMMIT_INTERVAL_SECONDS": "60"},
+        data_path=data_path,
     ).start()
     try:
         worker.wait_metric(lambda m: total(m, "scamwatch_events_total") >= len(records))

@@ -16,6 +16,7 @@ import redis
 from engine.core.models import Indicator, IndicatorType
 from engine.store.redis import RedisStore
 from tests.integration.worker_support import (
+    DATA_PATHS,
     Read,
     Topics,
     WorkerProcess,
@@ -98,8 +99,9 @@ def alert_ids(records: list[Read]) -> set[str]:
     return {str(r.json()["event_id"]) for r in records}
 
 
+@pytest.mark.parametrize("data_path", DATA_PATHS)
 def test_worker_keeps_matching_through_a_redis_outage_and_resyncs(
-    kafka_bootstrap: str, topics: Topics, own_redis: OwnRedis, tmp_path: Path
+    kafka_bootstrap: str, topics: Topics, own_redis: OwnRedis, tmp_path: Path, data_path: str
 ) -> None:
     store = RedisStore.from_url(own_redis.url, prefix="scamwatch:")
     store.upsert([Indicator(IndicatorType.PHONE, "+18005550199", sources=("test",))])
@@ -108,6 +110,7 @@ def test_worker_keeps_matching_through_a_redis_outage_and_resyncs(
         "scamwatch:",
         tmp_path / "worker",
         extra_env={"SCAMWATCH_REDIS_URL": own_redis.url},
+        data_path=data_path,
     ).start()
     try:
         worker.wait_assigned()

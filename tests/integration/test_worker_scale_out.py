@@ -15,6 +15,7 @@ import pytest
 from engine.core.models import Indicator, IndicatorType
 from engine.store.redis import RedisStore
 from tests.integration.worker_support import (
+    DATA_PATHS,
     Read,
     Topics,
     WorkerProcess,
@@ -80,8 +81,14 @@ def assigned(worker: WorkerProcess) -> float:
     return worker.metrics().get("scamwatch_assigned_partitions", 0)
 
 
+@pytest.mark.parametrize("data_path", DATA_PATHS)
 def test_two_workers_share_partitions_and_one_takes_over(
-    kafka_bootstrap: str, redis_url: str, key_prefix: str, topics: Topics, tmp_path: Path
+    kafka_bootstrap: str,
+    redis_url: str,
+    key_prefix: str,
+    topics: Topics,
+    tmp_path: Path,
+    data_path: str,
 ) -> None:
     store = RedisStore.from_url(redis_url, prefix=key_prefix)
     store.upsert(
@@ -90,8 +97,8 @@ def test_two_workers_share_partitions_and_one_takes_over(
             Indicator(IndicatorType.DOMAIN, SCAM_DOMAIN, sources=("test",)),
         ]
     )
-    a = WorkerProcess(topics, key_prefix, tmp_path / "a").start()
-    b = WorkerProcess(topics, key_prefix, tmp_path / "b").start()
+    a = WorkerProcess(topics, key_prefix, tmp_path / "a", data_path=data_path).start()
+    b = WorkerProcess(topics, key_prefix, tmp_path / "b", data_path=data_path).start()
     try:
         a.wait_assigned()
         b.wait_assigned()

@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from engine.core.models import Indicator, IndicatorType
 from engine.store.redis import RedisStore
 from tests.integration.worker_support import (
+    DATA_PATHS,
     Topics,
     WorkerProcess,
     call_event,
@@ -43,8 +44,14 @@ def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
     asyncio.run(delete_topics(kafka_bootstrap, t.all))
 
 
+@pytest.mark.parametrize("data_path", DATA_PATHS)
 def test_refused_alert_stops_the_worker_without_committing_its_input(
-    kafka_bootstrap: str, redis_url: str, key_prefix: str, topics: Topics, tmp_path: Path
+    kafka_bootstrap: str,
+    redis_url: str,
+    key_prefix: str,
+    topics: Topics,
+    tmp_path: Path,
+    data_path: str,
 ) -> None:
     RedisStore.from_url(redis_url, prefix=key_prefix).upsert(
         [Indicator(IndicatorType.PHONE, "+18005550199", sources=("test",))]
@@ -55,7 +62,7 @@ def test_refused_alert_stops_the_worker_without_committing_its_input(
         for i in range(60)
     ]
     asyncio.run(produce(kafka_bootstrap, topics.calls, records))
-    worker = WorkerProcess(topics, key_prefix, tmp_path).start()
+    worker = WorkerProcess(topics, key_prefix, tmp_path, data_path=data_path).start()
     try:
         assert worker.proc is not None
         code = worker.proc.wait(timeout=120)

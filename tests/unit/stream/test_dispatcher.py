@@ -237,3 +237,43 @@ async def test_records_read_before_a_rebalance_are_skipped_unacked() -> None:
     assert metrics.registry.get_sample_value(
         "scamwatch_events_total", {"stream": "calls", "outcome": "matched"}
     ) in (0, None)
+
+
+@dataclass(eq=False)
+class FakeEvent:
+    """A Faust stream ``Event`` (the agents path): acked with ``event.ack()``."""
+
+    message: FakeMessage
+    acks: int = 0
+
+    def ack(self) -> bool:
+        self.acks += 1
+        return True
+
+
+async def test_agents_path_acks_the_event_only_after_the_broker_acknowledges() -> None:
+    dispatcher, app, fatal, _ = setup()
+    event = FakeEvent(FakeMessage(call("+18005550199")))
+    await dispatcher.handle(app, Stream.CALLS, event.message, event)
+    assert [t for t, _, _ in app.producer.sent] == ["a"]
+    await asyncio.sleep(0)
+    assert event.acks == 0
+    app.producer.pending[0].set_result(None)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert (event.acks, event.message.acks) == (1, 0)  # through the event, as Faust's API
+    clean = FakeEvent(FakeMessage(call("+12025550111")))
+    await dispatcher.handle(app, Stream.CALLS, clean.message, clean)
+    assert (clean.acks, clean.message.acks) == (1, 0)
+    assert fatal == []
+
+
+async def test_agents_path_never_acks_an_event_whose_send_failed() -> None:
+    dispatcher, app, fatal, _ = setup()
+    event = FakeEvent(FakeMessage(b"{broken"))
+    await dispatcher.handle(app, Stream.CALLS, event.message, event)
+    app.producer.pending[0].set_exception(RuntimeError("broker said no"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert (event.acks, event.message.acks) == (0, 0)
+    assert [str(e) for e in fatal] == ["broker said no"]

@@ -75,6 +75,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     from engine.stream.fastpath import choose_data_path
     from engine.stream.follower import IndicatorFollower
     from engine.stream.processor import RecordProcessor
+    from engine.stream.topics import prepare_topics
 
     _configure_logging(loglevel)
     log.info("scamwatch worker starting with settings %s", settings.redacted())
@@ -104,6 +105,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     asyncio.set_event_loop(loop)
     # no consuming before the indicators are in (unless Redis stays down: then loudly empty)
     loop.run_until_complete(follower.load(settings.worker.snapshot_wait_seconds))
+    loop.run_until_complete(prepare_topics(settings))
     data_path = choose_data_path(settings.worker.data_path)
     log.info("data path: %s", data_path)
 

@@ -1,17 +1,19 @@
 """The Faust app: the consumer group, rebalancing, offsets and commits, the producer, the web
-server and the lifecycle are Faust's; the per-record data path is ours and thin.
+server and the lifecycle are Faust's; the per-record data path is one of two
+(``SCAMWATCH_DATA_PATH``), both calling the same :class:`Dispatcher` and core processor.
 
-Why no Faust agents on the data path (DESIGN.md still says "Faust agents"; this is the
-measured reason it is not so): a worker spent most of its CPU per record in the machinery
-between the consumer and an agent (the consumer's ``wait_first`` per record, the Conductor,
-the channel queue, ``Stream.__aiter__`` and its sensors, the agent's task): ~330 µs of CPU a
-record, ~2.8k records/s on one core, against ~30k/s for a bare consume -> produce loop; with
-the path below (and uvloop), ~110-120 µs a record and ~2.7x the throughput, most of it
-from no ``wait_first`` per record. Each input topic is an :class:`InlineTopic` (subscribed
-through the Conductor like an agent's topic), and :class:`InlineConsumer`, Faust's aiokafka
-consumer with a delivery loop of ours, calls the topic's handler for each fetched record (in
-the consumer's task, one record at a time, in partition order); there is no queue, stream or
-agent behind it.
+``agents`` (the reference): each input topic is consumed by a plain Faust agent
+(:func:`input_agent`) on Faust's public API. ``inline`` (the default, and why it exists,
+measured): a worker on agents spends most of its CPU per record in the machinery between
+the consumer and an agent (the consumer's ``wait_first`` per record, the Conductor, the
+channel queue, ``Stream.__aiter__`` and its sensors, the agent's task): ~330 µs of CPU a
+record, against ~110-120 µs and ~2.7x the throughput on the inline path, most of it from no
+``wait_first`` per record. Each input topic is an :class:`InlineTopic` (subscribed through
+the Conductor like an agent's topic), and :class:`InlineConsumer`, Faust's aiokafka consumer
+with a delivery loop of ours, calls the topic's handler for each fetched record (in the
+consumer's task, one record at a time, in partition order); there is no queue, stream or
+agent behind it. It relies on Faust internals, fingerprinted in
+:mod:`engine.stream.fastpath`: a worker on internals it does not know runs ``agents``.
 
 Delivery is at-least-once, and we do not rely on Faust's automatic acks for it. Faust commits,
 per partition, only the run of consecutive acked offsets (every ``broker_commit_interval``,

@@ -1,0 +1,56 @@
+"""The data path and topic settings: DESIGN.md's defaults; a bad value names its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import ConfigError
+from engine.settings import load_settings
+
+NAMES = ("DATA_PATH", "CREATE_TOPICS", "TOPIC_PARTITIONS", "TOPIC_REPLICATION", "TOPIC_SIGHTINGS")
+
+
+def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in NAMES:
+        monkeypatch.delenv(f"SCAMWATCH_{name}", raising=False)
+    s = load_settings()
+    assert (s.data_path, s.create_topics, s.topic_partitions, s.topic_replication) == (
+        "inline",
+        True,
+        8,
+        1,
+    )
+    assert s.topic_sightings == "sightings"
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCAMWATCH_DATA_PATH", "agents")
+    monkeypatch.setenv("SCAMWATCH_CREATE_TOPICS", "false")
+    monkeypatch.setenv("SCAMWATCH_TOPIC_PARTITIONS", "24")
+    monkeypatch.setenv("SCAMWATCH_TOPIC_REPLICATION", "3")
+    s = load_settings()
+    assert (s.data_path, s.create_topics, s.topic_partitions, s.topic_replication) == (
+        "agents",
+        False,
+        24,
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SCAMWATCH_DATA_PATH", "fast"),
+        ("SCAMWATCH_CREATE_TOPICS", "perhaps"),
+        ("SCAMWATCH_TOPIC_PARTITIONS", "0"),
+        ("SCAMWATCH_TOPIC_REPLICATION", "0"),
+        ("SCAMWATCH_TOPIC_SIGHTINGS", "bad topic!"),
+    ],
+)
+def test_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.setting == variable

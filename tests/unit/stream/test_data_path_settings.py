@@ -1,4 +1,5 @@
-"""The data path and topic settings: DESIGN.md's defaults; a bad value names its variable."""
+"""The data path and topic settings (defaults: tests/unit/test_settings.py): read from the
+environment; a bad value names its variable."""
 
 from __future__ import annotations
 
@@ -7,21 +8,6 @@ import pytest
 from engine.errors import ConfigError
 from engine.settings import load_settings
 
-NAMES = ("DATA_PATH", "CREATE_TOPICS", "TOPIC_PARTITIONS", "TOPIC_REPLICATION", "TOPIC_SIGHTINGS")
-
-
-def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in NAMES:
-        monkeypatch.delenv(f"SCAMWATCH_{name}", raising=False)
-    s = load_settings()
-    assert (s.data_path, s.create_topics, s.topic_partitions, s.topic_replication) == (
-        "inline",
-        True,
-        8,
-        1,
-    )
-    assert s.topic_sightings == "sightings"
-
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCAMWATCH_DATA_PATH", "agents")
@@ -29,12 +15,12 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCAMWATCH_TOPIC_PARTITIONS", "24")
     monkeypatch.setenv("SCAMWATCH_TOPIC_REPLICATION", "3")
     s = load_settings()
-    assert (s.data_path, s.create_topics, s.topic_partitions, s.topic_replication) == (
+    assert (s.worker.data_path, s.worker.create_topics, s.topics.partitions) == (
         "agents",
         False,
         24,
-        3,
     )
+    assert s.topics.replication == 3
 
 
 @pytest.mark.parametrize(

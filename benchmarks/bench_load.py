@@ -36,10 +36,10 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from engine.cli.indicators import LOAD_BATCH, LoadReport, load_items
 from engine.core.feeds import read_feed
 from engine.core.models import Indicator
 from engine.settings import load_settings
+from engine.store.loading import LOAD_BATCH, LoadReport, load_feed
 from engine.store.redis import RedisStore
 
 TARGET_SECONDS = 60.0
@@ -149,7 +149,7 @@ def _used_memory(client: redis.Redis) -> int:
 
 def _load(path: Path, store: RedisStore) -> LoadReport:
     """Exactly what ``scamwatch indicators load FILE`` does, minus the printing."""
-    return load_items(read_feed(path, format="csv"), store)
+    return load_feed(path, store, format="csv")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,8 @@ from engine.core.matcher import Matcher, strip_port
 from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType
 from engine.core.normalize import fold_confusables, split_url
 from engine.devtools.reference import ReferenceMatcher
+from engine.store.loading import load_items
+from engine.store.memory import MemoryStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
@@ -232,7 +234,8 @@ def _keywords(rnd: random.Random, n: int) -> list[str]:
 
 
 def generate_snapshot(size: int, seed: int) -> IndicatorSnapshot:
-    """``size`` indicators (values already in normal form, as a store holds them)."""
+    """``size`` indicators (values already in normal form), loaded into a memory store with
+    ``engine.store.loading`` and snapshotted."""
     rnd = random.Random(seed)
     counts = {t: int(size * share) for t, share in PROPORTIONS.items()}
     counts[T.KEYWORD] = min(counts[T.KEYWORD], MAX_KEYWORDS)
@@ -264,7 +267,10 @@ def generate_snapshot(size: int, seed: int) -> IndicatorSnapshot:
     allowlist = [
         Indicator(T.DOMAIN, d) for d in ("microsoft.com", "amazon.com", "apple.com", "paypal.com")
     ] + [Indicator(T.PHONE, "+18006427676"), Indicator(T.PHONE, "+18882804331")]
-    return IndicatorSnapshot(version=1, indicators=tuple(indicators), allowlist=tuple(allowlist))
+    store = MemoryStore()  # loaded the way every feed is, then held as a worker holds it
+    load_items(indicators, store)
+    load_items(allowlist, store, allowlist=True)
+    return store.snapshot()
 
 
 # call partners and how their switches write numbers (share of call traffic, style)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -32,27 +30,24 @@ from engine.cli import ErrorBoundary, print_error
 from engine.core.feeds import (
     FORMATS,
     LINE_FORMATS,
-    FeedItem,
     SkippedEntry,
     format_timestamp,
     guess_format,
     indicator_from_record,
     indicator_to_record,
     parse_mapping,
-    read_feed,
 )
 from engine.core.models import Indicator, IndicatorType, Severity, now_ms
 from engine.core.normalize import normalize
 from engine.core.region import parse_region
 from engine.errors import ConfigError, FeedError, NormalizationError, ScamwatchError
 from engine.settings import Settings, load_settings
-from engine.store.base import IndicatorStore, UpsertResult
+from engine.store.base import UpsertResult
+from engine.store.loading import load_feed
 from engine.store.redis import RedisStore
 
 MAX_ERRORS_SHOWN = 20
 MAX_SKIP_REASONS_SHOWN = 5
-LOAD_BATCH = 5_000  # indicators per store call (the store pipelines them)
-_PROGRESS_STEP = 1_000  # advance the bar every so many lines: rich costs µs per update
 _TYPE_ORDER = {t: i for i, t in enumerate(IndicatorType)}
 
 indicators_app = typer.Typer(
@@ -186,12 +181,14 @@ def load(
         total = _count_lines(file) if fmt in LINE_FORMATS else None
         with _progress() as progress:
             task = progress.add_task(f"{file.name} ({fmt})", total=total)
-            items = read_feed(
-                file, format=fmt, type_=type_, source=source, region=region_code, mapping=mapping
-            )
-            report = load_items(
-                items,
+            report = load_feed(
+                file,
                 store,
+                format=fmt,
+                type_=type_,
+                source=source,
+                region=region_code,
+                mapping=mapping,
                 allowlist=allowlist,
                 strict=strict,
                 on_progress=lambda n: progress.advance(task, n),
@@ -221,72 +218,6 @@ def load(
         console.print(f"took {time.perf_counter() - started:.1f} s", style="dim")
         if errors and not by_type:
             raise typer.Exit(1)  # nothing usable at all: most likely a wrong --type/--format
-
-
-@dataclass(slots=True)
-class LoadReport:
-    """What one load did: store counts, the bad lines, valid lines by type."""
-
-    result: UpsertResult = field(default_factory=UpsertResult)
-    errors: list[FeedError] = field(default_factory=list)
-    skipped: list[SkippedEntry] = field(default_factory=list)  # valid, nothing we match
-    by_type: Counter[IndicatorType] = field(default_factory=Counter)
-    items: int = 0  # lines/objects read, good or bad
-    written: bool = True  # False: --strict found bad lines and wrote nothing
-
-
-def load_items(
-    items: Iterable[FeedItem],
-    store: IndicatorStore,
-    *,
-    allowlist: bool = False,
-    strict: bool = False,
-    on_progress: Callable[[int], None] | None = None,
-) -> LoadReport:
-    """Feed items into ``store`` in batches of LOAD_BATCH. The store works on one batch (in a
-    helper thread: Redis round trips release the GIL) while the next one is parsed. With
-    ``strict``, nothing is written unless every item is valid (skipped ones do not count)."""
-    report = LoadReport()
-    added = updated = unchanged = 0
-    pending: list[Indicator] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="indicator-load") as writer:
-        in_flight: Future[UpsertResult] | None = None
-
-        def flush(batch: list[Indicator]) -> None:
-            nonlocal in_flight, added, updated, unchanged
-            if in_flight is not None:
-                done = in_flight.result()  # at most one batch in flight: memory stays bounded
-                added, updated, unchanged = (
-                    added + done.added,
-                    updated + done.updated,
-                    unchanged + done.unchanged,
-                )
-                in_flight = None
-            if batch:
-                in_flight = writer.submit(store.upsert, batch, allowlist=allowlist)
-
-        for item in items:
-            report.items += 1
-            if on_progress is not None and report.items % _PROGRESS_STEP == 0:
-                on_progress(_PROGRESS_STEP)
-            if isinstance(item, FeedError):
-                report.errors.append(item)
-                continue
-            if isinstance(item, SkippedEntry):
-                report.skipped.append(item)
-                continue
-            report.by_type[item.type] += 1
-            pending.append(item)
-            if not strict and len(pending) >= LOAD_BATCH:
-                flush(pending)
-                pending = []
-        if strict and report.errors:
-            report.written = False
-            return report
-        flush(pending)
-        flush([])
-    report.result = UpsertResult(added=added, updated=updated, unchanged=unchanged)
-    return report
 
 
 def _count_lines(path: Path) -> int:

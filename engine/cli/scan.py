@@ -28,18 +28,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.core.feeds import read_feed
 from engine.core.matcher import Matcher
 from engine.core.models import (
-    Indicator,
     IndicatorSnapshot,
     IndicatorType,
     SourcePosition,
     Stream,
 )
 from engine.core.region import parse_region
-from engine.errors import FeedError
 from engine.settings import RedisSettings, load_settings
+from engine.store.loading import load_feed
+from engine.store.memory import MemoryStore
 from engine.stream.processor import RecordProcessor
 
 MAX_LISTED_ERRORS = 100  # invalid lines listed one by one; the rest are counted
@@ -155,37 +154,41 @@ def load_snapshot(
 ) -> IndicatorSnapshot:
     """From feed files into a memory store (no Redis), or else Redis's snapshot; allowlist
     files are added either way."""
-    extra_allow = list(_read_feeds(allowlist_feeds, region, summary))
+    files = MemoryStore()
+    _load_feeds(files, allowlist_feeds, region, summary, allowlist=True)
     if indicator_feeds:
-        from engine.store.memory import MemoryStore
-
-        store = MemoryStore()
-        store.upsert(_read_feeds(indicator_feeds, region, summary))
-        store.upsert(extra_allow, allowlist=True)
+        _load_feeds(files, indicator_feeds, region, summary, allowlist=False)
         summary.indicator_source = ", ".join(path.name for path, _ in indicator_feeds)
-        return store.snapshot()
+        return files.snapshot()
 
     from engine.store.redis import RedisStore
 
     url = redis.url.get_secret_value()
     snapshot = RedisStore.from_url(url, prefix=redis.prefix).snapshot()
     summary.indicator_source = f"Redis (version {snapshot.version})"
+    extra_allow = files.snapshot().allowlist
     if not extra_allow:
         return snapshot
     return IndicatorSnapshot(
         version=snapshot.version,
         indicators=snapshot.indicators,
-        allowlist=snapshot.allowlist + tuple(extra_allow),
+        allowlist=snapshot.allowlist + extra_allow,
     )
 
 
-def _read_feeds(feeds: list[FeedSpec], region: str, summary: ScanSummary) -> Iterator[Indicator]:
+def _load_feeds(
+    store: MemoryStore,
+    feeds: list[FeedSpec],
+    region: str,
+    summary: ScanSummary,
+    *,
+    allowlist: bool,
+) -> None:
+    """Each feed into ``store``; its bad lines into the summary (a skipped entry, such as a
+    file hash, is no error)."""
     for path, type_ in feeds:
-        for item in read_feed(path, type_=type_, region=region):
-            if isinstance(item, FeedError):
-                summary.feed_errors.append(str(item))
-            elif isinstance(item, Indicator):  # a SkippedEntry (a file hash...) is no error
-                yield item
+        report = load_feed(path, store, type_=type_, region=region, allowlist=allowlist)
+        summary.feed_errors.extend(str(error) for error in report.errors)
 
 
 def scan_file(

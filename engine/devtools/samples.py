@@ -8,6 +8,8 @@ from pathlib import Path
 import orjson
 
 from engine.core.models import IndicatorType
+from engine.store.base import IndicatorStore
+from engine.store.loading import LoadReport, load_feed
 
 SAMPLE_FEEDS_DIR = Path(__file__).resolve().parent / "data" / "samples" / "feeds"
 
@@ -35,4 +37,26 @@ def sample_feeds() -> list[SampleFeed]:
             source=entry.get("source"),
         )
         for entry in manifest["feeds"]
+    ]
+
+
+def load_sample_feeds(
+    store: IndicatorStore, *, region: str = "US"
+) -> list[tuple[SampleFeed, LoadReport]]:
+    """Load every bundled sample feed into ``store`` (indicators or allowlist, as the
+    manifest says); what each load did."""
+    return [
+        (
+            feed,
+            load_feed(
+                feed.path,
+                store,
+                format=feed.format,
+                type_=feed.type_,
+                source=feed.source,
+                region=region,
+                allowlist=feed.allowlist,
+            ),
+        )
+        for feed in sample_feeds()
     ]

@@ -7,7 +7,7 @@ Measured in one run, on topics, a consumer group and a Redis prefix of the run's
 (all removed afterwards):
 
 1. ``--indicators`` synthetic indicators (default 1,000,000: phones, number blocks, domains,
-   URLs, keywords) plus the bundled sample feeds, bulk-loaded with the store's ``upsert``;
+   URLs, keywords) plus the bundled sample feeds, bulk-loaded with ``engine.store.loading``;
 2. ``--events`` events (default 200,000; half calls, half web, ~20 % alerting, ~2 %
    malformed, from the seeded sample-traffic generator) pre-filled into the input topics;
 3. **pass-through ceiling**: a bare aiokafka consumer → producer copying those events to
@@ -43,7 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,13 +53,14 @@ import orjson
 import psutil
 import redis
 from aiokafka import AIOKafkaConsumer
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
 from engine.core.events import event_ts_ms
 from engine.core.models import Indicator, IndicatorType, Severity
 from engine.devtools.demo import WorkerProcess, start_worker, wait_worker_ready
+from engine.devtools.samples import load_sample_feeds
+from engine.devtools.scrape import scrape_metrics
 from engine.devtools.traffic import TrafficIndicators, generate, sample_snapshot
 from engine.kafka_io import (
     TokenBucket,
@@ -72,6 +72,7 @@ from engine.kafka_io import (
     replay_lines,
 )
 from engine.settings import Settings, load_settings
+from engine.store.loading import load_items
 from engine.store.redis import RedisStore
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -136,13 +137,11 @@ def synthetic_indicators(count: int, seed: int) -> Iterator[Indicator]:
 
 def load_indicators(settings: Settings, prefix: str, count: int, seed: int) -> dict[str, float]:
     """The sample feeds and ``count`` synthetic indicators into Redis under ``prefix``."""
-    snapshot = sample_snapshot()
     store = RedisStore.from_url(settings.redis.url.get_secret_value(), prefix=prefix)
     try:
-        store.upsert(snapshot.indicators)
-        store.upsert(snapshot.allowlist, allowlist=True)
+        load_sample_feeds(store)
         started = time.monotonic()
-        result = store.upsert(synthetic_indicators(count, seed))
+        result = load_items(synthetic_indicators(count, seed), store).result
         elapsed = time.monotonic() - started
     finally:
         store.close()
@@ -210,20 +209,14 @@ def events_for(pool: list[bytes], count: int, tag: str) -> Iterator[tuple[bytes,
 def scrape(port: int) -> dict[str, Any] | None:
     """Events by outcome and the latency histogram buckets (cumulative) from /metrics."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
+        metrics = scrape_metrics(port, timeout=2)
     except OSError:
         return None
-    events = 0.0
-    buckets: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "scamwatch_events_total":
-                events += sample.value
-            elif sample.name == "scamwatch_event_latency_seconds_bucket":
-                upper = float(sample.labels["le"])
-                buckets[upper] = buckets.get(upper, 0.0) + sample.value
-    return {"events": events, "buckets": buckets}
+    by_le = metrics.by_label("scamwatch_event_latency_seconds_bucket", "le")
+    return {
+        "events": metrics.total("scamwatch_events_total"),
+        "buckets": {float(le): count for le, count in by_le.items()},
+    }
 
 
 def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:

@@ -25,18 +25,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
-from engine.core.models import Indicator, Stream, now_ms
+from engine.core.models import Stream, now_ms
+from engine.devtools.scrape import scrape_metrics
 from engine.devtools.traffic import Score, Traffic, TrafficIndicators, generate, score
 from engine.errors import DemoError, ScamwatchError
 from engine.kafka_io import (
@@ -91,16 +89,10 @@ def scrape_events_total(port: int) -> dict[str, int] | None:
     """``scamwatch_events_total`` by outcome, from a worker's /metrics (None if it does not
     answer)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except (urllib.error.URLError, OSError):
+        scrape = scrape_metrics(port, timeout=2)
+    except OSError:
         return None
-    totals: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "scamwatch_events_total":
-                totals[sample.labels.get("outcome", "?")] += int(sample.value)
-    return dict(totals)
+    return {k: int(v) for k, v in scrape.by_label("scamwatch_events_total", "outcome").items()}
 
 
 # ------------------------------------------------------------------------------ stack
@@ -133,8 +125,7 @@ def _ensure_stack(settings: Settings, console: Console) -> list[str]:
 
 def load_sample_feeds(settings: Settings, prefix: str, console: Console) -> Table:
     """Load every bundled sample feed into Redis under ``prefix``; a table of what was loaded."""
-    from engine.core.feeds import read_feed
-    from engine.devtools.samples import sample_feeds
+    from engine.devtools import samples
     from engine.store.redis import RedisStore
 
     table = Table(title="sample feeds loaded", title_justify="left")
@@ -142,26 +133,14 @@ def load_sample_feeds(settings: Settings, prefix: str, console: Console) -> Tabl
         table.add_column(column, justify="right" if column in ("loaded", "invalid") else "left")
     store = RedisStore.from_url(settings.redis.url.get_secret_value(), prefix=prefix)
     try:
-        for feed in sample_feeds():
-            good: list[Indicator] = []
-            bad = 0
-            for item in read_feed(
-                feed.path,
-                format=feed.format,
-                type_=feed.type_,
-                source=feed.source,
-                region=settings.processing.default_region,
-            ):
-                if isinstance(item, Indicator):
-                    good.append(item)
-                else:
-                    bad += 1
-            result = store.upsert(good, allowlist=feed.allowlist)
+        region = settings.processing.default_region
+        for feed, report in samples.load_sample_feeds(store, region=region):
+            result = report.result
             table.add_row(
                 feed.path.name,
                 "allowlist" if feed.allowlist else "indicators",
                 str(result.added + result.updated + result.unchanged),
-                str(bad),
+                str(report.invalid),
             )
     finally:
         store.close()

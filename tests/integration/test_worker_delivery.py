@@ -24,7 +24,6 @@ from tests.integration.worker_support import (
     group_lag,
     produce,
     read_topic,
-    total,
 )
 
 SCAM_NUMBER = "+18005550199"
@@ -100,19 +99,17 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
 
         producer = threading.Thread(target=trickle)
         producer.start()
-        at_kill = first.wait_metric(
-            lambda m: total(m, "scamwatch_events_total") >= 1000, timeout=60
-        )
+        at_kill = first.wait_metric(lambda m: m.total("scamwatch_events_total") >= 1000, timeout=60)
         first.stop(signal.SIGKILL)
         killed_mid_stream = producer.is_alive()
         producer.join(timeout=120)
         assert killed_mid_stream, "the stream ended before the kill: nothing was tested"
-        assert total(at_kill, "scamwatch_events_total") < n
+        assert at_kill.total("scamwatch_events_total") < n
 
         second = WorkerProcess(topics, key_prefix, tmp_path / "w2", data_path=data_path).start()
         second.wait_assigned()
         wait_all_committed(kafka_bootstrap, topics.app_id, topics, second)
-        assert total(second.metrics(), "scamwatch_events_total") > 0
+        assert second.metrics().total("scamwatch_events_total") > 0
 
         alerts = asyncio.run(
             read_topic(
@@ -162,7 +159,7 @@ def test_sigterm_stops_cleanly_and_commits_what_was_processed(
         data_path=data_path,
     ).start()
     try:
-        worker.wait_metric(lambda m: total(m, "scamwatch_events_total") >= len(records))
+        worker.wait_metric(lambda m: m.total("scamwatch_events_total") >= len(records))
         lag = asyncio.run(group_lag(kafka_bootstrap, topics.app_id, [topics.calls]))
         assert sum(lag.values()) > 0  # nothing committed yet
         assert worker.stop(signal.SIGTERM) == 0

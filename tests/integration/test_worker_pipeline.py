@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import orjson
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from engine.core.models import Indicator, IndicatorType
+from engine.devtools.scrape import MetricsScrape, scrape_metrics
 from engine.store.redis import RedisStore
 from tests.integration.worker_support import (
     DATA_PATHS,
@@ -32,7 +32,6 @@ from tests.integration.worker_support import (
     delete_topics,
     produce,
     read_topic,
-    total,
     web_event,
 )
 
@@ -88,11 +87,11 @@ def stack(
         client.close()
 
 
-def events_total(samples: dict[str, float]) -> float:
-    return total(samples, "scamwatch_events_total")
+def events_total(samples: MetricsScrape) -> float:
+    return samples.total("scamwatch_events_total")
 
 
-def wait_processed(stack: Stack, before: float, n: int) -> dict[str, float]:
+def wait_processed(stack: Stack, before: float, n: int) -> MetricsScrape:
     return stack.worker.wait_metric(lambda m: events_total(m) >= before + n, timeout=90)
 
 
@@ -177,7 +176,7 @@ def test_every_input_is_an_alert_a_clean_verdict_or_a_dead_letter(stack: Stack) 
     after = wait_processed(stack, events_total(before), len(records))
 
     def delta(name: str, **labels: str) -> float:
-        return total(after, name, **labels) - total(before, name, **labels)
+        return after.total(name, **labels) - before.total(name, **labels)
 
     # the invariant, per stream: input = matched + clean + dead-lettered
     for stream, n in (("calls", n_calls), ("web", n_web)):
@@ -225,11 +224,7 @@ def test_every_input_is_an_alert_a_clean_verdict_or_a_dead_letter(stack: Stack) 
 
 
 def test_metrics_exposition_has_every_required_name(stack: Stack) -> None:
-    import urllib.request
-
-    url = f"http://127.0.0.1:{stack.worker.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+    families = scrape_metrics(stack.worker.metrics_port).families
     required = {
         "scamwatch_events": ("counter", {"stream", "outcome"}),
         "scamwatch_alerts": ("counter", {"rule", "severity"}),
@@ -323,7 +318,7 @@ def test_indicator_added_and_removed_with_the_cli_goes_live(stack: Stack) -> Non
 def test_nothing_is_dropped_while_matchers_are_swapped(stack: Stack) -> None:
     n = 1500
     before = stack.worker.metrics()
-    swaps_before = total(before, "scamwatch_matcher_swaps_total")
+    swaps_before = before.total("scamwatch_matcher_swaps_total")
     stop = threading.Event()
 
     def churn() -> None:
@@ -357,7 +352,7 @@ def test_nothing_is_dropped_while_matchers_are_swapped(stack: Stack) -> None:
         churner.join(timeout=30)
     after = wait_processed(stack, events_total(before), n)
     assert events_total(after) - events_total(before) == n
-    assert total(after, "scamwatch_matcher_swaps_total") - swaps_before >= 2
+    assert after.total("scamwatch_matcher_swaps_total") - swaps_before >= 2
     expected = {f"c{20_000 + i}" for i in range(0, n, 3)}
     alerts = asyncio.run(
         read_topic(

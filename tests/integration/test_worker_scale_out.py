@@ -25,7 +25,6 @@ from tests.integration.worker_support import (
     group_lag,
     produce,
     read_topic,
-    total,
     web_event,
 )
 
@@ -119,15 +118,15 @@ def test_two_workers_share_partitions_and_one_takes_over(
         )
         assert event_ids(got) == expected
         processed = (
-            total(a.metrics(), "scamwatch_events_total"),
-            total(b.metrics(), "scamwatch_events_total"),
+            a.metrics().total("scamwatch_events_total"),
+            b.metrics().total("scamwatch_events_total"),
         )
         assert min(processed) > 0, processed  # both did part of the work
         assert sum(processed) >= len(calls) + len(web)
 
         assert b.stop(signal.SIGTERM) == 0
         a.wait_metric(lambda m: m["scamwatch_assigned_partitions"] == 2 * PARTITIONS)
-        before = total(a.metrics(), "scamwatch_events_total")
+        before = a.metrics().total("scamwatch_events_total")
         calls2, web2, expected2 = batch(5000, 1200)
         send(kafka_bootstrap, topics, calls2, web2)
         got = asyncio.run(
@@ -137,7 +136,7 @@ def test_two_workers_share_partitions_and_one_takes_over(
         )
         assert event_ids(got) == expected | expected2
         a.wait_metric(
-            lambda m: total(m, "scamwatch_events_total") >= before + len(calls2) + len(web2)
+            lambda m: m.total("scamwatch_events_total") >= before + len(calls2) + len(web2)
         )
         deadline = time.monotonic() + 60
         lag: dict[str, int] = {}

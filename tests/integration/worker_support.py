@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client.parser import text_string_to_metric_families
+
+from engine.devtools.scrape import MetricsScrape, scrape_metrics
 
 SCAMWATCH = str(Path(sys.executable).with_name("scamwatch"))
 # the worker's two data paths (SCAMWATCH_DATA_PATH): the worker tests run on both
@@ -134,29 +134,6 @@ async def read_topic(
     return out
 
 
-def scrape(port: int) -> dict[str, float]:
-    """``/metrics`` as ``{'name{label="v",...}': value}`` (labels sorted)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    samples: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-            samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
-    return samples
-
-
-def total(samples: dict[str, float], name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    want = [f'{k}="{v}"' for k, v in labels.items()]
-    out = 0.0
-    for key, value in samples.items():
-        bare = key.split("{", 1)[0]
-        if bare == name and all(w in key for w in want):
-            out += value
-    return out
-
-
 @dataclass
 class WorkerProcess:
     """One ``scamwatch worker`` subprocess of a test."""
@@ -214,15 +191,15 @@ class WorkerProcess:
         log.close()
         return self
 
-    def metrics(self) -> dict[str, float]:
-        return scrape(self.metrics_port)
+    def metrics(self) -> MetricsScrape:
+        return scrape_metrics(self.metrics_port)
 
     def wait_metric(
-        self, check: Callable[[dict[str, float]], bool], timeout: float = 60.0
-    ) -> dict[str, float]:
+        self, check: Callable[[MetricsScrape], bool], timeout: float = 60.0
+    ) -> MetricsScrape:
         """Scrape until ``check`` holds; fails with the log tail when it does not in time."""
         deadline = time.monotonic() + timeout
-        last: dict[str, float] = {}
+        last: MetricsScrape | None = None
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
@@ -230,13 +207,13 @@ class WorkerProcess:
             try:
                 last = self.metrics()
             except OSError:
-                last = {}
-            if last and check(last):
+                last = None
+            if last is not None and check(last):
                 return last
             time.sleep(0.2)
         raise AssertionError(f"metric condition not met in {timeout} s:\n{self.log_tail()}")
 
-    def wait_assigned(self, timeout: float = 60.0) -> dict[str, float]:
+    def wait_assigned(self, timeout: float = 60.0) -> MetricsScrape:
         got = self.wait_metric(lambda m: m.get("scamwatch_assigned_partitions", 0) > 0, timeout)
         # the data path asked for is the one running (a worker may fall back to agents)
         assert f"data path: {self.data_path}" in self.log_tail(400), self.log_tail()

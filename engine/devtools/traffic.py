@@ -14,14 +14,15 @@ confusables (``rn`` for ``m``, ``0`` for ``o``, Cyrillic ``о``, punycode), scam
 written inside URLs, scam referrers, genuine Microsoft/Amazon lines and sites on the
 allowlist that must NOT alert, and malformed records that must be dead-lettered.
 
-The expected rules of an event are stated by construction (the rule the case is about)
-plus the incidental rules the design implies for the same values (a scam domain that also
-contains a brand keyword alerts under both rules).
+The truth of an event (whether it alerts, under which rules) is what the reference matcher
+(:mod:`engine.devtools.reference`, the rules written as plain loops) says of the line as
+written, matched at the time the indicators were read: the generator keeps no copy of the
+rules. Each case also names the rule it is built to show (or that it must stay quiet), and
+a line whose truth says otherwise is a generator bug, refused.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 import re
 from collections import Counter
@@ -30,15 +31,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import idna
 import orjson
 import phonenumbers
 
+from engine.core.events import decode_call, decode_web
 from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType, Rule, Stream
-from engine.core.normalize import fold_confusables, host_to_unicode
-from engine.errors import NormalizationError
+from engine.devtools.reference import ReferenceMatcher, domain_under
 
 DEFAULT_SEED = 20261128
 # a fixed start time for the bundled files (the demo stamps its own traffic "now")
@@ -118,8 +118,11 @@ class TrafficIndicators:
     allow_prefixes: tuple[str, ...]
     allow_domains: tuple[str, ...]
     # scam-feed numbers/domains that the allowlist overrides (a feed's false positive)
-    listed_but_allowed_phones: tuple[str, ...] = ()
-    listed_but_allowed_domains: tuple[str, ...] = ()
+    listed_but_allowed_phones: tuple[str, ...]
+    listed_but_allowed_domains: tuple[str, ...]
+    # what the truth is matched against, and when (the time the values above were picked at)
+    snapshot: IndicatorSnapshot = field(compare=False, repr=False)
+    at_ms: int
 
     @classmethod
     def from_snapshot(cls, snapshot: IndicatorSnapshot, at_ms: int) -> TrafficIndicators:
@@ -159,31 +162,24 @@ class TrafficIndicators:
             allow_domains=tuple(allow_domains),
             listed_but_allowed_phones=tuple(p for p in phones if phone_allowed(p) and _e164_ok(p)),
             listed_but_allowed_domains=tuple(d for d in domains if under_any(d, allow_domains)),
+            snapshot=snapshot,
+            at_ms=at_ms,
         )
 
 
 def sample_snapshot() -> IndicatorSnapshot:
-    """The bundled sample feeds (scam + allowlist), read the way the demo loads them."""
-    from engine.core.feeds import read_feed
-    from engine.devtools.samples import sample_feeds
+    """The bundled sample feeds (scam + allowlist), loaded the way the demo loads them."""
+    from engine.devtools.samples import load_sample_feeds
     from engine.store.memory import MemoryStore
 
     store = MemoryStore()
-    for feed in sample_feeds():
-        good = [
-            item
-            for item in read_feed(
-                feed.path, format=feed.format, type_=feed.type_, source=feed.source
-            )
-            if isinstance(item, Indicator)
-        ]
-        store.upsert(good, allowlist=feed.allowlist)
+    load_sample_feeds(store)
     return store.snapshot()
 
 
 def under_any(host: str, domains: Iterable[str]) -> bool:
     """``host`` equals one of ``domains`` or is a subdomain of one (label boundaries)."""
-    return any(host == d or host.endswith("." + d) for d in domains)
+    return any(domain_under(host, d) for d in domains)
 
 
 def _url_host(url: str) -> str:
@@ -325,6 +321,7 @@ class _Generator:
         self, facts: TrafficIndicators, seed: int, start_ms: int, gap_ms: tuple[int, int]
     ) -> None:
         self.facts = facts
+        self.reference = ReferenceMatcher(facts.snapshot)
         self.gap_ms = gap_ms
         self.rng = random.Random(seed)
         self.clock = start_ms
@@ -410,59 +407,6 @@ class _Generator:
     def clean_host(self) -> str:
         return self.rng.choice(_BENIGN_HOSTS)
 
-    def has_keyword(self, text: str) -> bool:
-        """A brand keyword in ``text`` once folded the way keywords are normalized on load
-        (and, for a punycode host, in its Unicode form too)."""
-        texts = [fold_confusables(text)]
-        if "xn--" in text:
-            host, sep, rest = text.partition("/")
-            with contextlib.suppress(ValueError, NormalizationError):
-                texts.append(fold_confusables(host_to_unicode(host) + sep + rest))
-        return any(k in t for k in self.keywords for t in texts)
-
-    def has_scam_number(self, url: str) -> bool:
-        """A listed scam number written in the URL (digit runs with separators removed,
-        with or without the country code)."""
-        runs = re.findall(r"\d+", re.sub(r"[-.() +]", "", unquote(url)))
-        for number in self.facts.scam_phones:
-            digits = number[1:]
-            national = digits[1:] if digits.startswith("1") else None
-            if any(run in (digits, national) for run in runs):
-                return True
-        return False
-
-    def host_rules(self, host: str) -> set[Rule]:
-        """Rules a host (ASCII, lower case) alerts under, as the design states them."""
-        f = self.facts
-        rules: set[Rule] = set()
-        if under_any(host, f.allow_domains):
-            return rules
-        if under_any(host, f.scam_domains):
-            rules.add(Rule.HOST_SCAM_DOMAIN)
-        if self.has_keyword(host):
-            rules.add(Rule.KEYWORD_IMPERSONATION)
-        return rules
-
-    def url_rules(self, url: str, *, referrer: bool = False) -> set[Rule]:
-        """Rules a URL we wrote (``scheme://host/path``, ASCII lower-case host) alerts under."""
-        rest = url.split("://", 1)[-1].lower()
-        host, _, path = rest.partition("/")
-        path = "/" + path
-        if under_any(host, self.facts.allow_domains):
-            return set()
-        rules: set[Rule] = set()
-        if under_any(host, self.facts.scam_domains):
-            rules.add(Rule.REFERRER_SCAM_DOMAIN if referrer else Rule.HOST_SCAM_DOMAIN)
-        if not referrer and self.has_keyword(rest):
-            rules.add(Rule.KEYWORD_IMPERSONATION)
-        for target in self.facts.scam_urls:
-            t_host, _, t_path = target.partition("/")
-            if t_host == host and path.startswith("/" + t_path):
-                rules.add(Rule.URL_SCAM_URL)
-        if self.has_scam_number(path):
-            rules.add(Rule.URL_SCAM_NUMBER)
-        return rules
-
     # -- calls ----------------------------------------------------------------------------
 
     def call(
@@ -475,8 +419,9 @@ class _Generator:
         partner: str,
         subscriber: str,
         direction: str,
-        rules: set[Rule],
         line: int,
+        shows: Rule | None = None,
+        quiet: bool = False,
         extra: dict[str, Any] | None = None,
     ) -> tuple[bytes, Truth]:
         event_id = self.next_id("call")
@@ -496,8 +441,8 @@ class _Generator:
             record["attestation"] = self.rng.choice("ABC")
         if extra:
             record.update(extra)
-        truth = Truth(line, Stream.CALLS, case, event_id, frozenset(rules))
-        return orjson.dumps(record), truth
+        raw = orjson.dumps(record)
+        return raw, self.truth(Stream.CALLS, case, line, event_id, raw, shows=shows, quiet=quiet)
 
     def call_event(self, case: str, line: int) -> tuple[bytes, Truth]:
         f = self.facts
@@ -518,7 +463,7 @@ class _Generator:
                 caller=mine,
                 callee=scam,
                 direction="outbound",
-                rules={Rule.CALLEE_SCAM_NUMBER},
+                shows=Rule.CALLEE_SCAM_NUMBER,
                 **kw,
             )
         if case == "caller_scam":  # a scam centre rings the subscriber
@@ -528,7 +473,7 @@ class _Generator:
                 caller=scam,
                 callee=mine,
                 direction="inbound",
-                rules={Rule.CALLER_SCAM_NUMBER},
+                shows=Rule.CALLER_SCAM_NUMBER,
                 **kw,
             )
         if case == "prefix_block":  # a number inside a listed block
@@ -541,7 +486,7 @@ class _Generator:
                 caller=mine,
                 callee=self.written(number, region),
                 direction="outbound",
-                rules={Rule.CALLEE_SCAM_NUMBER},
+                shows=Rule.CALLEE_SCAM_NUMBER,
                 **kw,
             )
         if case == "withheld_to_scam":  # withheld caller: not matched, the callee still is
@@ -551,7 +496,7 @@ class _Generator:
                 caller=self.rng.choice(WITHHELD),
                 callee=scam,
                 direction="outbound",
-                rules={Rule.CALLEE_SCAM_NUMBER},
+                shows=Rule.CALLEE_SCAM_NUMBER,
                 **kw,
             )
         if case == "withheld_clean":
@@ -560,20 +505,20 @@ class _Generator:
                 caller=self.rng.choice(WITHHELD),
                 callee=mine,
                 direction="inbound",
-                rules=set(),
+                quiet=True,
                 **kw,
             )
         if case == "genuine_support":  # the real Microsoft/Amazon line: allowlisted
             pool = f.allow_phones + f.listed_but_allowed_phones
             genuine = self.written(self.rng.choice(pool), region)
             return self.call(
-                case, caller=mine, callee=genuine, direction="outbound", rules=set(), **kw
+                case, caller=mine, callee=genuine, direction="outbound", quiet=True, **kw
             )
         if case == "near_miss":  # one digit away from a scam number
             near = self.near_miss(self.rng.choice(f.scam_phones))
             callee = self.written(near, region) if near else other_clean
             return self.call(
-                case, caller=mine, callee=callee, direction="outbound", rules=set(), **kw
+                case, caller=mine, callee=callee, direction="outbound", quiet=True, **kw
             )
         # clean
         inbound = self.rng.random() < 0.5
@@ -582,7 +527,7 @@ class _Generator:
             caller=other_clean if inbound else mine,
             callee=mine if inbound else other_clean,
             direction="inbound" if inbound else "outbound",
-            rules=set(),
+            quiet=True,
             **kw,
         )
 
@@ -603,7 +548,8 @@ class _Generator:
         case: str,
         *,
         line: int,
-        rules: set[Rule],
+        shows: Rule | None = None,
+        quiet: bool = False,
         url: str | None = None,
         host: str | None = None,
         referrer: str | None = None,
@@ -627,18 +573,45 @@ class _Generator:
         record["kind"] = kind or ("http" if url else self.rng.choice(("dns", "tls")))
         if self.rng.random() < 0.2:
             record["client_ip"] = f"10.{self.rng.randint(0, 255)}.{self.rng.randint(0, 255)}.7"
-        return orjson.dumps(record), Truth(line, Stream.WEB, case, event_id, frozenset(rules))
+        raw = orjson.dumps(record)
+        return raw, self.truth(Stream.WEB, case, line, event_id, raw, shows=shows, quiet=quiet)
+
+    def truth(
+        self,
+        stream: Stream,
+        case: str,
+        line: int,
+        event_id: str,
+        raw: bytes,
+        *,
+        shows: Rule | None,
+        quiet: bool,
+    ) -> Truth:
+        """What the reference matcher says of ``raw``; refused when that is not what the case
+        was built to show (``shows`` among the rules; no rule at all when ``quiet``)."""
+        if stream is Stream.CALLS:
+            verdict = self.reference.match_call(decode_call(raw), self.facts.at_ms)
+        else:
+            verdict = self.reference.match_web(decode_web(raw), self.facts.at_ms)
+        rules = frozenset(m.rule for m in verdict.matches)
+        if (shows is not None and shows not in rules) or (quiet and rules):
+            wanted = str(shows) if shows is not None else "no alert"
+            raise RuntimeError(
+                f"traffic generator bug: {stream}/{event_id} ({case}) was built to show "
+                f"{wanted}; the reference matcher says {sorted(map(str, rules))}"
+            )
+        return Truth(line, stream, case, event_id, rules)
 
     def web_event(self, case: str, line: int) -> tuple[bytes, Truth]:
         f = self.facts
         rng = self.rng
         if case == "scam_host":  # DNS / SNI of a listed domain
             host = rng.choice(f.scam_domains)
-            return self.web(case, line=line, host=host, rules=self.host_rules(host))
+            return self.web(case, line=line, host=host, shows=Rule.HOST_SCAM_DOMAIN)
         if case == "scam_subdomain":
             host = f"{rng.choice(('secure', 'login', 'help', 'www'))}.{rng.choice(f.scam_domains)}"
             url = f"https://{host}{rng.choice(_SCAM_PATHS)}"
-            return self.web(case, line=line, url=url, rules=self.url_rules(url))
+            return self.web(case, line=line, url=url, shows=Rule.HOST_SCAM_DOMAIN)
         if case == "scam_host_odd_form":  # upper case and a trailing dot (as DNS logs write it)
             domain = rng.choice(f.scam_domains)
             return self.web(
@@ -646,18 +619,18 @@ class _Generator:
                 line=line,
                 host=domain.upper() + ".",
                 kind="dns",
-                rules=self.host_rules(domain),
+                shows=Rule.HOST_SCAM_DOMAIN,
             )
         if case == "lookalike_boundary":  # contains a scam domain, but not at a label boundary
             domain = rng.choice([d for d in f.scam_domains if "xn--" not in d] or f.scam_domains)
             host = rng.choice((f"not{domain}", f"{domain}.example.org"))
-            return self.web(case, line=line, host=host, rules=self.host_rules(host))
+            return self.web(case, line=line, host=host)  # may still hold a brand keyword
         if case == "keyword_lookalike":  # brand keyword written with confusables
             return self.keyword_event(line)
         if case == "scam_url" and f.scam_urls:
             target = rng.choice(f.scam_urls)
             url = f"https://{target}"
-            return self.web(case, line=line, url=url, rules=self.url_rules(url))
+            return self.web(case, line=line, url=url, shows=Rule.URL_SCAM_URL)
         if case == "number_in_url":  # a scam number written in a free-hosting page URL
             digits = rng.choice([p for p in f.scam_phones if p.startswith("+1")] or f.scam_phones)
             d = digits[1:]
@@ -672,31 +645,32 @@ class _Generator:
             )
             host = rng.choice(_FREE_HOSTING)
             url = f"https://{host}/b{rng.randrange(16**6):06x}{written}"
-            return self.web(case, line=line, url=url, rules=self.url_rules(url))
+            return self.web(case, line=line, url=url, shows=Rule.URL_SCAM_NUMBER)
         if case == "scam_referrer":  # a clean page reached from a scam landing page
             referrer = f"https://{rng.choice(f.scam_domains)}{rng.choice(_SCAM_PATHS)}"
             url = f"https://{self.clean_host()}/"
-            rules = self.url_rules(url) | self.url_rules(referrer, referrer=True)
-            return self.web(case, line=line, url=url, referrer=referrer, rules=rules)
+            return self.web(
+                case, line=line, url=url, referrer=referrer, shows=Rule.REFERRER_SCAM_DOMAIN
+            )
         if case == "genuine_support":  # Microsoft/Amazon's own sites: allowlisted
             pool = f.allow_domains + f.listed_but_allowed_domains
             domain = rng.choice(pool)
             host = rng.choice((domain, f"support.{domain}", f"www.{domain}"))
             pick = rng.random()
             if pick < 0.4:
-                return self.web(case, line=line, host=host, rules=set())
+                return self.web(case, line=line, host=host, quiet=True)
             if pick < 0.7 or not self.keywords:
-                return self.web(case, line=line, url=f"https://{host}/contact-us", rules=set())
+                return self.web(case, line=line, url=f"https://{host}/contact-us", quiet=True)
             # the genuine site's own page about the scam: a brand keyword in an allowlisted URL
             topic = rng.choice(self.keywords)
             url = f"https://{host}/en-us/community/{topic}-scam-calls-warning"
-            return self.web(case, line=line, url=url, rules=set())
+            return self.web(case, line=line, url=url, quiet=True)
         # clean
         host = self.clean_host()
         if rng.random() < 0.5:
-            return self.web("clean", line=line, host=host, rules=set())
+            return self.web("clean", line=line, host=host, quiet=True)
         return self.web(
-            "clean", line=line, url=f"https://{host}{rng.choice(_BENIGN_PATHS)}", rules=set()
+            "clean", line=line, url=f"https://{host}{rng.choice(_BENIGN_PATHS)}", quiet=True
         )
 
     def keyword_event(self, line: int) -> tuple[bytes, Truth]:
@@ -716,14 +690,12 @@ class _Generator:
             ascii_host = host if host.isascii() else idna.encode(host).decode()
         except idna.IDNAError:
             host = ascii_host = f"{variant.replace(chr(0x43E), '0')}-{suffix}.com"
-        rules = {Rule.KEYWORD_IMPERSONATION}
-        if under_any(ascii_host, self.facts.scam_domains):
-            rules.add(Rule.HOST_SCAM_DOMAIN)
+        shows = Rule.KEYWORD_IMPERSONATION
         if rng.random() < 0.5:  # DNS logs carry the punycode form
             return self.web(
-                "keyword_lookalike", line=line, host=ascii_host, kind="dns", rules=rules
+                "keyword_lookalike", line=line, host=ascii_host, kind="dns", shows=shows
             )
-        return self.web("keyword_lookalike", line=line, url=f"http://{host}/", rules=rules)
+        return self.web("keyword_lookalike", line=line, url=f"http://{host}/", shows=shows)
 
     # -- malformed ------------------------------------------------------------------------
 
@@ -894,18 +866,20 @@ def iter_cases(traffic: Traffic) -> Iterator[tuple[str, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Write sample traffic from the bundled sample feeds (by default: regenerate the bundled
-    files; ``--out DIR`` with other sizes or seeds for bigger replays)."""
+    """Write sample traffic made from the bundled sample feeds into OUT (calls.jsonl,
+    web.jsonl, truth.jsonl). The bundled files are the defaults written into
+    engine/devtools/data/samples/traffic of a source checkout; other sizes and seeds make
+    bigger replays."""
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m engine.devtools.traffic", description=main.__doc__
     )
+    parser.add_argument("out", type=Path, metavar="OUT", help="directory to write into")
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--web", type=int, default=300)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--start-ms", type=int, default=BUNDLED_START_MS)
-    parser.add_argument("--out", type=Path, default=TRAFFIC_DIR)
     args = parser.parse_args(argv)
     facts = TrafficIndicators.from_snapshot(sample_snapshot(), args.start_ms)
     traffic = generate(

@@ -19,6 +19,7 @@ from engine.devtools.traffic import (
     TrafficIndicators,
     Truth,
     generate,
+    main,
     sample_snapshot,
     score,
     write_traffic,
@@ -112,12 +113,13 @@ def test_counts_and_every_hard_case(traffic: Traffic) -> None:
 
 def test_bundled_files_are_what_the_generator_makes(traffic: Traffic, tmp_path: Path) -> None:
     """The files under engine/devtools/data/samples/traffic are the generator's output for
-    the bundled feeds (regenerate with `python -m engine.devtools.traffic` when the feeds
-    change)."""
+    the bundled feeds (regenerate with `python -m engine.devtools.traffic
+    engine/devtools/data/samples/traffic` when the feeds change)."""
     written = write_traffic(traffic, tmp_path)
     for name, path in written.items():
         assert (TRAFFIC_DIR / f"{name}.jsonl").read_bytes() == path.read_bytes(), (
-            f"{name}.jsonl is stale: regenerate with `python -m engine.devtools.traffic`"
+            f"{name}.jsonl is stale: regenerate with "
+            "`python -m engine.devtools.traffic engine/devtools/data/samples/traffic`"
         )
 
 
@@ -175,3 +177,22 @@ def test_truth_holds_for_other_seeds(
     assert result.rule_mismatches == []
     assert (result.precision, result.recall) == (1.0, 1.0)
     assert len(rejected) == sum(traffic.expected_deadletters().values())
+
+
+def test_the_command_writes_only_where_it_is_told(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):  # no default: never into the installed package
+        main([])
+    main([str(tmp_path / "out"), "--calls", "40", "--web", "40"])
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["calls.jsonl", "truth.jsonl", "web.jsonl"]
+    assert len((tmp_path / "out" / "calls.jsonl").read_bytes().splitlines()) == 40
+
+
+def test_truth_is_the_reference_matchers_not_the_generators_intent(
+    facts: TrafficIndicators, snapshot: IndicatorSnapshot
+) -> None:
+    """Matched against a snapshot that lacks the scam indicators, a case built to alert is
+    refused: the truth comes from matching, never from what the case meant to show."""
+    blind = replace(facts, snapshot=replace(snapshot, indicators=()))
+    with pytest.raises(RuntimeError, match="reference matcher says"):
+        generate(blind, calls=60, web=0)

@@ -15,9 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.core.feeds import read_feed
-from engine.core.models import Indicator
-from engine.devtools.samples import SAMPLE_FEEDS_DIR, sample_feeds
+from engine.devtools.samples import SAMPLE_FEEDS_DIR, load_sample_feeds, sample_feeds
 from engine.devtools.schemas import validate
 from engine.store.redis import RedisStore
 
@@ -89,11 +87,8 @@ def test_scan_with_feed_files_needs_no_redis(stream: str) -> None:
 
 
 def load_samples_into(store: RedisStore) -> None:
-    for feed in sample_feeds():
-        items = read_feed(feed.path, format=feed.format, type_=feed.type_, source=feed.source)
-        good = [item for item in items if isinstance(item, Indicator)]
-        assert good
-        store.upsert(good, allowlist=feed.allowlist)
+    for _feed, report in load_sample_feeds(store):
+        assert report.valid
 
 
 @pytest.mark.stack

@@ -28,7 +28,6 @@ from tests.integration.worker_support import (
     group_lag,
     produce,
     read_topic,
-    total,
 )
 
 PARTITIONS = 4
@@ -138,12 +137,12 @@ def test_two_processes_share_the_group_behind_one_metrics_and_stop_on_sigterm(
             read_topic(kafka_bootstrap, topics.alerts, until=lambda r: expected <= event_ids(r))
         )
         assert event_ids(got) == expected
-        m = parent.wait_metric(lambda m: total(m, "scamwatch_events_total") >= len(calls))
+        m = parent.wait_metric(lambda m: m.total("scamwatch_events_total") >= len(calls))
         events = per_child(parent, "counter", "scamwatch_events_total")
         assert len(events) == 2 and min(events.values()) > 0, events  # both did part of it
         # the parent's one endpoint is the sum of both children
-        assert total(m, "scamwatch_events_total") == sum(events.values())
-        assert total(m, "scamwatch_events_total", outcome="matched") >= len(calls)
+        assert m.total("scamwatch_events_total") == sum(events.values())
+        assert m.total("scamwatch_events_total", outcome="matched") >= len(calls)
 
         children = children_of(parent)
         assert parent.stop(signal.SIGTERM, timeout=60) == 0, parent.log_tail()

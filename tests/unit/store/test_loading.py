@@ -85,3 +85,15 @@ def test_batches_and_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     assert progress == [10, 10, 10]  # 31 items read
     assert report.result == UpsertResult(added=30)
     assert report.items == 31 and report.invalid == 1
+
+
+def test_skipped_entries_are_reported_and_do_not_fail_strict() -> None:
+    """A STIX observable scamwatch does not match (a file hash) is counted as skipped."""
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "feeds" / "stix_bundle.json"
+    store = MemoryStore()
+    report = load_feed(fixture, store)
+    assert len(report.skipped) == 3
+    assert report.valid == sum(1 for _ in store.iter()) > 0
+    clean = [*report.skipped, *store.iter()]
+    strict = load_items(clean, MemoryStore(), strict=True)
+    assert strict.written and len(strict.skipped) == 3

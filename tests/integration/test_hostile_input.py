@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from engine.core.matcher import Matcher
 from engine.core.models import Indicator, IndicatorType, SourcePosition, Stream
+from engine.devtools.scrape import MetricsScrape
 from engine.store.redis import RedisStore
 from engine.stream.processor import RecordProcessor
 from tests.integration.worker_support import (
@@ -37,8 +38,6 @@ from tests.integration.worker_support import (
     create_topics,
     delete_topics,
     group_lag,
-    scrape,
-    total,
 )
 
 N_RECORDS = 400
@@ -371,8 +370,8 @@ def test_hostile_batch_every_input_processed_or_dead_lettered_once(
         by_stream = {s: sum(1 for r in batch if r.stream is s) for s in Stream}
         assert all(by_stream.values()), by_stream
 
-        def all_counted(m: dict[str, float]) -> bool:
-            return total(m, "scamwatch_events_total") >= len(batch)
+        def all_counted(m: MetricsScrape) -> bool:
+            return m.total("scamwatch_events_total") >= len(batch)
 
         worker.wait_metric(all_counted, timeout=180)
         # every input committed, which the worker does once its outputs are delivered
@@ -400,11 +399,11 @@ def test_hostile_batch_every_input_processed_or_dead_lettered_once(
 
         # the metrics: every input counted once, by stream and outcome
         for stream in Stream:
-            counted = total(metrics, "scamwatch_events_total", stream=stream.value)
+            counted = metrics.total("scamwatch_events_total", stream=stream.value)
             assert counted == by_stream[stream], (stream, counted, by_stream[stream])
-        assert total(metrics, "scamwatch_events_total", outcome="deadletter") == len(want_dead)
-        assert total(metrics, "scamwatch_events_total", outcome="matched") == len(want_matched)
-        assert total(metrics, "scamwatch_deadletter_total") == len(want_dead)
+        assert metrics.total("scamwatch_events_total", outcome="deadletter") == len(want_dead)
+        assert metrics.total("scamwatch_events_total", outcome="matched") == len(want_matched)
+        assert metrics.total("scamwatch_deadletter_total") == len(want_dead)
 
         # the topics: one dead letter per dead-lettered input, from exactly those positions
         dead = asyncio.run(read_to_end(kafka_bootstrap, topics.deadletter))
@@ -423,8 +422,8 @@ def test_hostile_batch_every_input_processed_or_dead_lettered_once(
 
         # still up: alive, and /metrics answers with the same counts
         assert worker.proc.poll() is None, worker.log_tail()
-        again = scrape(worker.metrics_port)
-        assert total(again, "scamwatch_events_total") == len(batch)
+        again = worker.metrics()
+        assert again.total("scamwatch_events_total") == len(batch)
         print(
             f"{len(batch)} hostile records: {len(want_dead)} dead-lettered, "
             f"{len(want_matched)} matched, {len(batch) - len(want_dead) - len(want_matched)} clean"

@@ -24,6 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from rich.text import Text
 
+from engine.core.records import Alert, DeadLetter, RecordError
+from engine.core.timestamps import parse_rfc3339
 from engine.errors import TransportError
 from engine.settings import KafkaSettings
 
@@ -272,53 +274,49 @@ _SEVERITY_STYLE = {
 }
 
 
-def _when(value: object) -> str:
-    """An alert time (epoch ms or RFC 3339) as ``YYYY-MM-DD HH:MM:SS`` UTC."""
+def _when(value: str | None) -> str:
+    """An alert time (RFC 3339) as ``YYYY-MM-DD HH:MM:SS`` UTC."""
+    if value is None:
+        return "-"
     try:
-        if isinstance(value, int | float):
-            moment = datetime.fromtimestamp(value / 1000, tz=UTC)
-        elif isinstance(value, str):
-            moment = datetime.fromisoformat(value)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-        else:
-            return "-"
+        moment = datetime.fromtimestamp(parse_rfc3339(value) / 1000, tz=UTC)
     except (ValueError, OverflowError, OSError):
-        return str(value)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def format_alert(alert: dict[str, Any]) -> Text:
+def format_alert(alert: Alert) -> Text:
     """One readable line: time, severity (coloured), rule, partner/subscriber,
     observed → indicator, sources."""
-    severity = str(alert.get("severity", "?"))
+    severity = alert.severity
     line = Text()
-    line.append(_when(alert.get("event_ts", alert.get("ts"))), style="dim")
+    line.append(_when(alert.event_ts or alert.ts), style="dim")
     line.append(" ")
     line.append(f"{severity.upper():<8}", style=_SEVERITY_STYLE.get(severity, "bold"))
     line.append(" ")
-    line.append(f"{alert.get('rule', '?'):<21}", style="bold")
-    line.append(f" {alert.get('partner_id', '?')}/{alert.get('subscriber_id') or '-'}")
-    matches = alert.get("matches") or []
-    for match in matches if isinstance(matches, list) else []:
-        if not isinstance(match, dict):
-            continue
-        indicator = match.get("indicator") or {}
-        sources = indicator.get("sources") or indicator.get("source") or []
-        if isinstance(sources, str):
-            sources = [sources]
-        line.append(f"  {match.get('field', '?')}={match.get('observed', '?')!s}")
+    line.append(f"{alert.rule:<21}", style="bold")
+    line.append(f" {alert.partner_id}/{alert.subscriber_id or '-'}")
+    for match in alert.matches:
+        indicator = match.indicator
+        line.append(f"  {match.field}={match.observed}")
         line.append(" → ", style="dim")
-        line.append(f"{indicator.get('type', '?')} {indicator.get('value', '?')}", style="magenta")
-        if sources:
-            line.append(f" [{', '.join(str(s) for s in sources)}]", style="dim")
+        line.append(f"{indicator.type} {indicator.value}", style="magenta")
+        if indicator.sources:
+            line.append(f" [{', '.join(indicator.sources)}]", style="dim")
     return line
 
 
-def decode_alert(value: bytes) -> dict[str, Any] | None:
-    """An alert record as a dict, or ``None`` when it is not a JSON object."""
+def decode_alert(value: bytes) -> Alert | None:
+    """An alert.v1 record, or ``None`` when ``value`` is not one."""
     try:
-        record = orjson.loads(value)
-    except orjson.JSONDecodeError:
+        return Alert.from_json(value)
+    except RecordError:
         return None
-    return record if isinstance(record, dict) else None
+
+
+def decode_deadletter(value: bytes) -> DeadLetter | None:
+    """A deadletter.v1 record, or ``None`` when ``value`` is not one."""
+    try:
+        return DeadLetter.from_json(value)
+    except RecordError:
+        return None

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Annotated
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -35,11 +34,11 @@ from engine.core.models import (
     SourcePosition,
     Stream,
 )
+from engine.core.processor import RecordProcessor
 from engine.core.region import parse_region
 from engine.settings import RedisSettings, load_settings
 from engine.store.loading import load_feed
 from engine.store.memory import MemoryStore
-from engine.stream.processor import RecordProcessor
 
 MAX_LISTED_ERRORS = 100  # invalid lines listed one by one; the rest are counted
 
@@ -217,10 +216,10 @@ def scan_file(
                 continue
             source = SourcePosition(topic=topic, partition=0, offset=lineno)
             outcome = processor.process(stream, raw, None, source)
-            if outcome.kind == "deadletter":
-                letter = orjson.loads(outcome.outputs[0].value)
+            letter = outcome.deadletter
+            if letter is not None:
                 summary.invalid += 1
-                summary.invalid_lines.append((lineno, f"{letter['reason']}: {letter['error']}"))
+                summary.invalid_lines.append((lineno, f"{letter.reason}: {letter.error}"))
                 continue
             summary.events += 1
             summary.unparsed += len(outcome.unparsed)

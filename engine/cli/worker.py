@@ -69,12 +69,12 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     import faust
     import uvloop
 
+    from engine.core.processor import RecordProcessor
     from engine.metrics import WorkerMetrics
     from engine.store.redis import RedisStore
     from engine.stream.app import Dispatcher, create_app, fatal_via
     from engine.stream.fastpath import choose_data_path
     from engine.stream.follower import IndicatorFollower
-    from engine.stream.processor import RecordProcessor
     from engine.stream.topics import prepare_topics
 
     _configure_logging(loglevel)

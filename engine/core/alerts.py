@@ -5,14 +5,10 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from engine import __version__
-from engine.core.events import event_ts_ms
 from engine.core.models import (
-    Indicator,
     IndicatorType,
     Match,
     Rule,
@@ -21,6 +17,8 @@ from engine.core.models import (
     Stream,
     Verdict,
 )
+from engine.core.records import Alert, EngineStamp, MatchDetail, MatchedIndicator
+from engine.core.timestamps import format_rfc3339
 
 # namespace of alert ids: uuid5 over (stream, partner, event, rule, indicator type, value)
 ALERT_ID_NAMESPACE = uuid.UUID("5c0a7e1d-2b1f-4c53-9a0e-5ca3a7c4a1e7")
@@ -52,16 +50,8 @@ def alert_key(partner_id: str, subscriber_id: str | None, fallback: str) -> byte
 
 
 def rfc3339_ms(epoch_ms: int) -> str:
-    """``2026-11-28T20:56:41.123Z``."""
-    seconds, ms = divmod(epoch_ms, 1000)
-    return f"{_rfc3339_second(seconds)}{ms:03d}Z"
-
-
-@lru_cache(maxsize=4096)
-def _rfc3339_second(epoch_s: int) -> str:
-    """``2026-11-28T20:56:41.`` (formatting a datetime costs microseconds; alerts of one
-    moment share their second)."""
-    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    """``2026-11-28T20:56:41.123Z`` (see :mod:`engine.core.timestamps`)."""
+    return format_rfc3339(epoch_ms)
 
 
 def build_alerts(
@@ -69,12 +59,14 @@ def build_alerts(
     event_record: Mapping[str, Any],
     verdict: Verdict,
     *,
+    event_ts_ms: int | None,
     source: SourcePosition,
     indicator_version: int,
     emitted_ms: int,
-) -> list[dict[str, Any]]:
+) -> list[Alert]:
     """One alert.v1 per (rule, indicator), holding every match of that pair, in the order
-    the matcher found them. ``event_record`` is the input object as received."""
+    the matcher found them. ``event_record`` is the input object as received, ``event_ts_ms``
+    its ``ts`` as the decoder read it (None when it had none it could read)."""
     if not verdict.matches:
         return []
     groups: dict[tuple[Rule, IndicatorType, str], list[Match]] = {}
@@ -84,60 +76,33 @@ def build_alerts(
     partner_id = str(event_record.get("partner_id", ""))
     event_id = str(event_record.get("event_id", ""))
     subscriber_id = event_record.get("subscriber_id")
-    event_ts = _event_ts(event_record.get("ts"))
-    emitted = rfc3339_ms(emitted_ms)
-    engine = {"version": __version__, "indicator_version": indicator_version}
-    alerts: list[dict[str, Any]] = []
+    event_ts = None if event_ts_ms is None else format_rfc3339(event_ts_ms)
+    emitted = format_rfc3339(emitted_ms)
+    engine = EngineStamp(__version__, indicator_version)
+    alerts: list[Alert] = []
     for (rule, type_, value), matches in groups.items():
         indicator = matches[0].indicator
         severity = indicator.severity.at_least(RULE_MIN_SEVERITY.get(rule, Severity.LOW))
         alerts.append(
-            {
-                "alert_id": alert_id(stream, partner_id, event_id, rule, type_, value),
-                "ts": emitted,
-                "event_ts": event_ts,
-                "stream": str(stream),
-                "rule": str(rule),
-                "severity": str(severity),
-                "partner_id": partner_id,
-                "subscriber_id": subscriber_id if isinstance(subscriber_id, str) else None,
-                "event_id": event_id,
-                "matches": [_match_record(m) for m in matches],
-                "event": dict(event_record),
-                "source": source.as_dict(),
-                "engine": dict(engine),
-            }
+            Alert(
+                alert_id=alert_id(stream, partner_id, event_id, rule, type_, value),
+                ts=emitted,
+                event_ts=event_ts,
+                stream=stream,
+                rule=str(rule),
+                severity=str(severity),
+                partner_id=partner_id,
+                subscriber_id=subscriber_id if isinstance(subscriber_id, str) else None,
+                event_id=event_id,
+                matches=tuple(match_detail(m) for m in matches),
+                event=event_record,
+                source=source,
+                engine=engine,
+            )
         )
     return alerts
 
 
-def indicator_record(ind: Indicator) -> dict[str, Any]:
-    """The indicator as an alert carries it."""
-    return {
-        "type": str(ind.type),
-        "value": ind.value,
-        "sources": list(ind.sources),
-        "severity": str(ind.severity),
-        "confidence": ind.confidence,
-        "tags": list(ind.tags),
-        "valid_until": None if ind.valid_until is None else rfc3339_ms(ind.valid_until),
-    }
-
-
-def _match_record(m: Match) -> dict[str, Any]:
-    return {
-        "field": m.field,
-        "observed": m.observed,
-        "normalized": m.normalized,
-        "indicator": indicator_record(m.indicator),
-    }
-
-
-def _event_ts(ts: object) -> str | None:
-    """The event's time as RFC 3339 UTC with ms (input may be RFC 3339 or epoch ms)."""
-    if isinstance(ts, bool) or not isinstance(ts, str | int):
-        return None
-    try:
-        return rfc3339_ms(event_ts_ms(ts))
-    except (ValueError, OverflowError, OSError):
-        return None
+def match_detail(m: Match) -> MatchDetail:
+    """The match as an alert carries it."""
+    return MatchDetail(m.field, m.observed, m.normalized, MatchedIndicator.of(m.indicator))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import traceback
-from typing import Any
 
-from engine.core.alerts import rfc3339_ms
 from engine.core.models import SourcePosition, Stream
+from engine.core.records import DeadLetter
+from engine.core.timestamps import format_rfc3339
 
 # reasons beyond the decode ones of engine.core.events (invalid_json, invalid_utf8,
 # schema_violation, too_large)
@@ -23,7 +23,7 @@ def build_deadletter(
     source: SourcePosition,
     emitted_ms: int,
     max_raw_bytes: int | None = None,
-) -> dict[str, Any]:
+) -> DeadLetter:
     """One deadletter.v1 record. ``raw`` is kept as text when it is UTF-8, else base64.
 
     With ``max_raw_bytes``, a longer ``raw`` keeps only its first bytes and the record says
@@ -31,12 +31,6 @@ def build_deadletter(
     base64 is decided on the whole ``raw``; kept text is cut on a character boundary (at
     most ``max_raw_bytes`` bytes of UTF-8), base64 holds the first ``max_raw_bytes`` bytes.
     """
-    record: dict[str, Any] = {
-        "reason": reason,
-        "error": error,
-        "stream": stream.value,
-        "source": source.as_dict(),
-    }
     data = raw if raw is not None else b""
     # text or base64 is decided on the whole record, before any cut: a cut may split a
     # character, and valid text must not turn into base64 for that
@@ -46,22 +40,26 @@ def build_deadletter(
         is_text = False
     else:
         is_text = True
-    if max_raw_bytes is not None and len(data) > max_raw_bytes:
-        record["raw_truncated"] = True
-        record["raw_size"] = len(data)
+    truncated = max_raw_bytes is not None and len(data) > max_raw_bytes
+    size = len(data)
+    if max_raw_bytes is not None and truncated:
         cut = max(max_raw_bytes, 0)
         if is_text:
             # back off to a character boundary: never cut before a continuation byte
             while cut > 0 and data[cut] & 0xC0 == 0x80:
                 cut -= 1
         data = data[:cut]
-    if is_text:
-        record["raw"] = data.decode("utf-8")
-    else:
-        record["raw"] = base64.b64encode(data).decode("ascii")
-        record["raw_encoding"] = "base64"
-    record["ts"] = rfc3339_ms(emitted_ms)
-    return record
+    return DeadLetter(
+        reason=reason,
+        error=error,
+        stream=stream,
+        source=source,
+        raw=data.decode("utf-8") if is_text else base64.b64encode(data).decode("ascii"),
+        ts=format_rfc3339(emitted_ms),
+        raw_encoding=None if is_text else "base64",
+        raw_truncated=truncated,
+        raw_size=size if truncated else None,
+    )
 
 
 def describe_exception(exc: BaseException, *, limit: int = 3) -> str:

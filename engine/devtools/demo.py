@@ -39,6 +39,7 @@ from engine.devtools.traffic import Score, Traffic, TrafficIndicators, generate,
 from engine.errors import DemoError, ScamwatchError
 from engine.kafka_io import (
     decode_alert,
+    decode_deadletter,
     delete_topics,
     ensure_topics,
     format_alert,
@@ -281,23 +282,22 @@ async def _stream_and_collect(
             settings.kafka, [alerts_topic, dead_topic], from_beginning=True
         ):
             last_record = time.monotonic()
-            record = decode_alert(value)
-            if record is None:
-                continue
             if topic == dead_topic:
-                result.deadletters[str(record.get("reason", "?"))] += 1
+                letter = decode_deadletter(value)
+                if letter is not None:
+                    result.deadletters[letter.reason] += 1
                 continue
-            alert_id = str(record.get("alert_id"))
-            if alert_id in seen_ids:  # at-least-once: a redelivered event, same id; drop it
+            alert = decode_alert(value)
+            if alert is None:
+                continue
+            if alert.alert_id in seen_ids:  # at-least-once: a redelivered event, same id; drop it
                 result.duplicate_alerts += 1
                 continue
-            seen_ids.add(alert_id)
+            seen_ids.add(alert.alert_id)
             result.alerts += 1
-            rule = str(record.get("rule", "?"))
-            stream = Stream.CALLS if record.get("stream") == "calls" else Stream.WEB
-            observed.setdefault((stream, str(record.get("event_id"))), set()).add(rule)
+            observed.setdefault((alert.stream, alert.event_id), set()).add(alert.rule)
             if not options.quiet:
-                console.print(format_alert(record), soft_wrap=True)
+                console.print(format_alert(alert), soft_wrap=True)
 
     collector = asyncio.create_task(collect())
     try:

@@ -45,10 +45,10 @@ from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as faust_kafka
 
 from engine.core.models import SourcePosition, Stream
+from engine.core.processor import Outcome, RecordProcessor
 from engine.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.stream.follower import IndicatorFollower
-from engine.stream.processor import Outcome, RecordProcessor
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from hypothesis import strategies as st
 
 from engine.core.matcher import Matcher
 from engine.core.models import Indicator, IndicatorType, SourcePosition, Stream
+from engine.core.processor import RecordProcessor
 from engine.devtools.scrape import MetricsScrape
 from engine.store.redis import RedisStore
-from engine.stream.processor import RecordProcessor
 from tests.integration.worker_support import (
     Topics,
     WorkerProcess,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import pytest
 
 from engine.kafka_io import decode_alert, event_key, format_alert, parse_line
@@ -30,37 +33,72 @@ def test_parse_line() -> None:
     assert parse_line(b'{"partner_id": "p", "event_id": "x"') == (None, False)
 
 
-def test_format_alert_reads_like_a_log_line() -> None:
-    alert = {
+def _alert(**changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "alert_id": "a-1",
+        "ts": "2026-01-01T10:20:31.000Z",
         "event_ts": "2026-01-01T10:20:30.000Z",
+        "stream": "calls",
         "severity": "critical",
         "rule": "callee_scam_number",
         "partner_id": "telco-a",
         "subscriber_id": "sub-1",
+        "event_id": "e-1",
         "matches": [
             {
                 "field": "callee",
                 "observed": "(800) 555-0199",
-                "indicator": {"type": "phone", "value": "+18005550199", "sources": ["ftc", "x"]},
+                "normalized": "+18005550199",
+                "indicator": {
+                    "type": "phone",
+                    "value": "+18005550199",
+                    "sources": ["ftc", "x"],
+                    "severity": "critical",
+                    "confidence": 90,
+                    "tags": [],
+                    "valid_until": None,
+                },
             }
         ],
+        "event": {"event_id": "e-1"},
+        "source": {"topic": "calls", "partition": 0, "offset": 7},
+        "engine": {"version": "1", "indicator_version": 3},
     }
+    doc.update(changes)
+    return doc
+
+
+def test_format_alert_reads_like_a_log_line() -> None:
+    alert = decode_alert(orjson.dumps(_alert()))
+    assert alert is not None
     line = format_alert(alert).plain
     assert line.startswith("2026-01-01 10:20:30 CRITICAL callee_scam_number")
     assert "telco-a/sub-1" in line
     assert "callee=(800) 555-0199 → phone +18005550199 [ftc, x]" in line
     # epoch milliseconds read the same
-    alert["event_ts"] = 1767262830000
+    alert = decode_alert(orjson.dumps(_alert(event_ts=1767262830000)))
+    assert alert is not None
     assert format_alert(alert).plain.startswith("2026-01-01 10:20:30")
 
 
-def test_format_alert_survives_a_partial_record() -> None:
-    line = format_alert({"rule": "url_scam_url", "matches": ["junk", {"indicator": None}]}).plain
-    assert "url_scam_url" in line
-    assert "?/-" in line
+def test_a_partial_record_is_no_alert_and_costs_the_tail_nothing() -> None:
+    # tail prints such a record as "not an alert.v1 record" with its first bytes
+    assert decode_alert(orjson.dumps({"rule": "url_scam_url", "matches": ["junk"]})) is None
+    assert decode_alert(orjson.dumps(_alert(matches=["junk", {"indicator": None}]))) is None
+
+
+def test_format_alert_without_subscriber_or_event_time() -> None:
+    alert = decode_alert(orjson.dumps(_alert(subscriber_id=None, event_ts=None)))
+    assert alert is not None
+    line = format_alert(alert).plain
+    assert line.startswith("2026-01-01 10:20:31 CRITICAL")  # the emitted time, then
+    assert "telco-a/-" in line
 
 
 def test_decode_alert() -> None:
-    assert decode_alert(b'{"rule": "x"}') == {"rule": "x"}
+    alert = decode_alert(orjson.dumps(_alert()))
+    assert alert is not None and alert.alert_id == "a-1" and alert.rule == "callee_scam_number"
+    assert alert.to_dict() == _alert()  # reads back as it was written
+    assert decode_alert(b'{"rule": "x"}') is None
     assert decode_alert(b"not json") is None
     assert decode_alert(b"[1]") is None

@@ -10,10 +10,8 @@ turns what it reads into such records and hands them to :meth:`FeedContext.recor
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import orjson
 
 from engine.core.models import DEFAULT_CONFIDENCE, Indicator, IndicatorType, Severity
 from engine.core.normalize import normalize
+from engine.core.timestamps import RFC3339, format_rfc3339, is_epoch_ms, parse_rfc3339
 from engine.errors import FeedError, FeedLocation, NormalizationError
 
 RECORD_FIELDS = (
@@ -37,16 +36,6 @@ RECORD_FIELDS = (
     "reference",
 )
 _LIST_SEPARATOR = ";"  # tags/sources inside one CSV cell
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-# epoch milliseconds must fall in 2000-01-01 .. 2100-01-01 (catches epoch seconds)
-_MIN_MS = 946_684_800_000
-_MAX_MS = 4_102_444_800_000
-# RFC 3339 date-time, as schemas/indicator.v1.json says (fromisoformat alone takes more)
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
-    r"(Z|z|[+-][0-9]{2}:[0-9]{2})?"
-)
 
 
 def indicator_to_record(ind: Indicator) -> dict[str, object]:
@@ -186,26 +175,20 @@ def parse_timestamp(field: str, raw: object) -> int | None:
     text = raw.strip() if isinstance(raw, str) else ""
     if isinstance(raw, int) or text.isdigit():
         ms = int(raw)
-        if not _MIN_MS <= ms <= _MAX_MS:
+        if not is_epoch_ms(ms):
             raise FeedError(f"{field}: {ms} is not epoch milliseconds in 2000-2100")
         return ms
-    if not _RFC3339.fullmatch(text):
+    if not RFC3339.fullmatch(text):
         raise FeedError(f"{field}: {raw!r} is neither an RFC 3339 date-time nor epoch ms")
     try:
-        moment = datetime.fromisoformat(text.upper())  # 3.11 refuses a lower-case t/z
+        return parse_rfc3339(text)
     except ValueError:
         raise FeedError(f"{field}: {raw!r} is not a valid date-time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _ONE_MS
 
 
 def format_timestamp(ms: int | None) -> str | None:
     """Epoch milliseconds → RFC 3339 UTC with milliseconds (``2026-01-31T00:00:00.000Z``)."""
-    if ms is None:
-        return None
-    moment = _EPOCH + ms * _ONE_MS
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    return None if ms is None else format_rfc3339(ms)
 
 
 def _optional_text(field: str, raw: object) -> str:

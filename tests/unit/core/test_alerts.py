@@ -6,6 +6,7 @@ from typing import Any
 
 from engine import __version__
 from engine.core.alerts import alert_id, alert_key, build_alerts, rfc3339_ms
+from engine.core.events import event_ts_ms
 from engine.core.models import (
     Indicator,
     IndicatorType,
@@ -16,6 +17,7 @@ from engine.core.models import (
     Stream,
     Verdict,
 )
+from engine.core.records import Alert
 
 ALERT_FIELDS = {
     "alert_id",
@@ -63,14 +65,18 @@ def web_record(**extra: Any) -> dict[str, Any]:
 
 
 def build(stream: Stream, record: dict[str, Any], matches: list[Match]) -> list[dict[str, Any]]:
-    return build_alerts(
+    """The alerts' wire form (the ts read as the event decoder reads it)."""
+    alerts = build_alerts(
         stream,
         record,
         Verdict(tuple(matches)),
+        event_ts_ms=event_ts_ms(record["ts"]),
         source=SOURCE,
         indicator_version=17,
         emitted_ms=EMITTED,
     )
+    assert all(isinstance(a, Alert) for a in alerts)
+    return [a.to_dict() for a in alerts]
 
 
 def number_in_url(field: str, observed: str) -> Match:
@@ -144,10 +150,11 @@ def test_alert_id_is_deterministic_and_distinguishes_every_part() -> None:
         Stream.WEB,
         web_record(),
         Verdict((match,)),
+        event_ts_ms=event_ts_ms(web_record()["ts"]),
         source=SourcePosition("web", 0, 999),
         indicator_version=18,
         emitted_ms=EMITTED + 60_000,
-    )[0]["alert_id"]
+    )[0].alert_id
     assert first == again
     base: dict[str, Any] = {
         "stream": Stream.WEB,

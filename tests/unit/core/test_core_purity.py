@@ -34,6 +34,10 @@ def test_importing_the_core_loads_no_adapter_module() -> None:
     modules = [
         ".".join(("engine", "core", *p[: -1 if p[-1] == "__init__" else None])) for p in parts
     ]
+    # the per-record processor, the typed records and the time rules are core too
+    assert {"engine.core.processor", "engine.core.records", "engine.core.timestamps"} <= set(
+        modules
+    )
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
-from engine.core.deadletter import PROCESSING_ERROR, build_deadletter, describe_exception
+from engine.core import deadletter
+from engine.core.deadletter import PROCESSING_ERROR, describe_exception
 from engine.core.models import SourcePosition, Stream
+from engine.core.records import DeadLetter
 from engine.devtools.schemas import validate
 
 SOURCE = SourcePosition(topic="calls", partition=2, offset=17)
 EMITTED = 1_764_000_000_123  # 2025-11-24T16:00:00.123Z
+
+
+def build_deadletter(stream: Stream, raw: bytes | None, **options: Any) -> dict[str, Any]:
+    """The dead letter's wire form; it reads back as the same record."""
+    letter = deadletter.build_deadletter(stream, raw, **options)
+    assert DeadLetter.from_json(letter.to_json()) == letter
+    return letter.to_dict()
 
 
 def test_utf8_raw_is_kept_as_text() -> None:

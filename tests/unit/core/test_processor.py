@@ -18,8 +18,8 @@ from engine.core.models import (
     Stream,
     Verdict,
 )
+from engine.core.processor import Outcome, RecordProcessor
 from engine.devtools.schemas import validate
-from engine.stream.processor import Outcome, RecordProcessor
 
 NOW = 1_764_000_000_000
 SCAM = Indicator(IndicatorType.PHONE, "+18005550199", sources=("feed",))

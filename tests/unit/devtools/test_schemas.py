@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -376,6 +377,7 @@ def test_a_record_that_is_not_an_object_is_rejected_by_both(value: object, name:
 def test_alerts_and_deadletters_built_by_the_core_are_valid() -> None:
     from engine.core.alerts import build_alerts
     from engine.core.deadletter import build_deadletter
+    from engine.core.events import event_ts_ms
     from engine.core.models import (
         Indicator,
         IndicatorType,
@@ -400,13 +402,15 @@ def test_alerts_and_deadletters_built_by_the_core_are_valid() -> None:
         Stream.WEB,
         event,
         verdict,
+        event_ts_ms=event_ts_ms(event["ts"]),
         source=SourcePosition("web", 2, 77),
         indicator_version=9,
         emitted_ms=1_767_225_600_123,
     )
     assert len(alerts) == 2
     for alert in alerts:
-        validate("alert.v1", alert)
+        validate("alert.v1", alert.to_dict())
+        validate("alert.v1", orjson.loads(alert.to_json()))
     for raw in (b'{"event_id": ', b"\xff\xfe not utf-8", b""):
         record = build_deadletter(
             Stream.CALLS,
@@ -416,4 +420,5 @@ def test_alerts_and_deadletters_built_by_the_core_are_valid() -> None:
             source=SourcePosition("calls", 0, 3),
             emitted_ms=1_767_225_600_123,
         )
-        validate("deadletter.v1", record)
+        validate("deadletter.v1", record.to_dict())
+        validate("deadletter.v1", orjson.loads(record.to_json()))

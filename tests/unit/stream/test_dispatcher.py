@@ -11,9 +11,9 @@ import orjson
 
 from engine.core.matcher import Matcher
 from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType, Stream
+from engine.core.processor import RecordProcessor
 from engine.metrics import WorkerMetrics
 from engine.stream.app import Dispatcher, record_handler
-from engine.stream.processor import RecordProcessor
 
 SNAPSHOT = IndicatorSnapshot(
     version=1, indicators=(Indicator(IndicatorType.PHONE, "+18005550199", sources=("f",)),)

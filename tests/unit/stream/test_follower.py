@@ -17,12 +17,12 @@ from engine.core.models import (
     SourcePosition,
     Stream,
 )
+from engine.core.processor import RecordProcessor
 from engine.errors import StoreUnavailable
 from engine.metrics import WorkerMetrics
 from engine.store.base import UpsertResult
 from engine.store.memory import MemoryStore
 from engine.stream.follower import IndicatorFollower
-from engine.stream.processor import RecordProcessor
 
 SCAM = Indicator(IndicatorType.PHONE, "+18005550199", sources=("feed",))
 OTHER = Indicator(IndicatorType.PHONE, "+18885550123", sources=("feed",))

@@ -1,5 +1,10 @@
 """One input record in, what to send out: decode -> match -> alert.v1 records or a dead-letter.
 
+The record is decoded once (:func:`engine.core.events.decode_record`: the typed event and its
+``ts`` in ms; the alert's copy of the input only when it matched), and each record out is a
+typed :class:`~engine.core.records.Alert` / :class:`~engine.core.records.DeadLetter` rendered
+by its own ``to_json``.
+
 Pure (no Kafka, no Redis): the worker's record handler calls :meth:`RecordProcessor.process`
 and sends what it returns. Whatever the input, ``process`` returns an :class:`Outcome`; it never
 raises, so a bad record can neither crash nor stall a worker.
@@ -8,67 +13,21 @@ raises, so a bad record can neither crash nor stall a worker.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
-import msgspec
 import orjson
 
 from engine.core.alerts import alert_key, build_alerts
 from engine.core.deadletter import PROCESSING_ERROR, build_deadletter, describe_exception
-from engine.core.events import CallEvent, decode_event, event_ts_ms
+from engine.core.events import CallEvent, decode_record
 from engine.core.matcher import Matcher
 from engine.core.models import SourcePosition, Stream, now_ms
+from engine.core.records import Alert, DeadLetter
 from engine.errors import DecodeError
 
 log = logging.getLogger(__name__)
-
-
-def _float_or_text(text: str) -> float | str:
-    """A JSON float as a float, or as its text when no double holds it (``1e400``)."""
-    value = float(text)
-    return value if math.isfinite(value) else text
-
-
-# the alert's copy of a record orjson refuses: numbers kept as their text when no double
-# holds them (see _event_copy)
-_LENIENT_JSON = msgspec.json.Decoder(float_hook=_float_or_text)
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
-
-
-def _event_copy(raw: bytes) -> Any:
-    """The input record as the alert carries it (``event``).
-
-    orjson reads nearly every record. The event decoder skips unknown fields without
-    reading their numbers, so a record it accepted may hold one orjson refuses (``1e400``,
-    a 400-digit integer): such a record is read by msgspec instead, a float no double holds
-    kept as its text (``"1e400"``), an integer outside 64 bits made a float as orjson makes
-    it, or its text when no double holds it either. The alert stays readable by any JSON
-    parser, and the event is never lost to an extra field.
-    """
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _fit_integers(_LENIENT_JSON.decode(raw))
-
-
-def _fit_integers(value: Any) -> Any:
-    """``value`` with every integer outside 64 bits as orjson.loads reads it (a float), or as
-    its text when no double holds it."""
-    if isinstance(value, dict):
-        return {k: _fit_integers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fit_integers(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        if _INT64_MIN <= value <= _UINT64_MAX:
-            return value
-        try:
-            return float(value)
-        except OverflowError:
-            return str(value)
-    return value
 
 
 OutcomeKind = Literal["matched", "clean", "deadletter"]
@@ -102,6 +61,10 @@ class Outcome:
     alerts: tuple[tuple[str, str], ...] = ()
     # dead-letter reason, when ``kind`` is "deadletter"
     reason: str | None = None
+    # the records in ``outputs``, typed: the alerts (as built, before any slimming) or the
+    # dead letter (as sent)
+    alert_records: tuple[Alert, ...] = ()
+    deadletter: DeadLetter | None = None
     # event fields that were not matched because their value is no number/host
     unparsed: tuple[str, ...] = ()
     # event ts -> verdict, seconds (None when the record had no readable ts)
@@ -136,13 +99,15 @@ class RecordProcessor:
         self, stream: Stream, raw: bytes | None, key: bytes | None, source: SourcePosition
     ) -> Outcome:
         now = self._clock()
+        data = raw if raw is not None else b""
         try:
-            event = decode_event(stream, raw if raw is not None else b"", max_bytes=self._max_bytes)
+            record = decode_record(stream, data, max_bytes=self._max_bytes)
         except DecodeError as exc:
             return self._deadletter(stream, raw, key, source, exc.reason, exc.error, now, None)
         latency: float | None = None
         try:
-            latency = max(0.0, (now - event_ts_ms(event.ts)) / 1000)
+            event = record.event
+            latency = max(0.0, (now - record.ts_ms) / 1000)
             matcher = self._matcher()
             if isinstance(event, CallEvent):
                 verdict = matcher.match_call(event, now)
@@ -150,23 +115,21 @@ class RecordProcessor:
                 verdict = matcher.match_web(event, now)
             if not verdict.matches:
                 return Outcome(stream, "clean", unparsed=verdict.unparsed, latency_s=latency)
-            # the alert carries the input as received, extra fields included
-            record = _event_copy(raw or b"")
             alerts = build_alerts(
                 stream,
-                record,
+                record.event_copy(),  # the input as received, extra fields included
                 verdict,
+                event_ts_ms=record.ts_ms,
                 source=source,
                 indicator_version=matcher.version,
                 emitted_ms=now,
             )
             alert_kafka_key = alert_key(event.partner_id, event.subscriber_id, event.event_id)
-            raw_size = len(raw or b"")
             outputs = tuple(
-                Output(self._alerts_topic, alert_kafka_key, self._encode_alert(a, raw_size))
+                Output(self._alerts_topic, alert_kafka_key, self._encode_alert(a, len(data)))
                 for a in alerts
             )
-            rules = tuple((str(a["rule"]), str(a["severity"])) for a in alerts)
+            rules = tuple((a.rule, a.severity) for a in alerts)
         except Exception as exc:
             # a bug or a surprise in matching must not stop the stream: keep the record
             log.exception("processing failed for %s %s", stream.value, source.as_dict())
@@ -181,11 +144,12 @@ class RecordProcessor:
             alerts=rules,
             unparsed=verdict.unparsed,
             latency_s=latency,
+            alert_records=tuple(alerts),
         )
 
-    def _encode_alert(self, alert: dict[str, Any], raw_size: int) -> bytes:
+    def _encode_alert(self, alert: Alert, raw_size: int) -> bytes:
         try:
-            value: bytes | None = orjson.dumps(alert)
+            value: bytes | None = alert.to_json()
         except orjson.JSONEncodeError:
             # the event copy nests deeper than orjson writes (254 levels; it reads 1024):
             # keep the detection, drop the copy as for an oversized alert
@@ -194,12 +158,12 @@ class RecordProcessor:
             return value
         # too big for a Kafka record (or unwritable): keep the detection, drop the bulky
         # copies of the input
-        slim = dict(alert)
-        slim["event"] = {"truncated": True, "size": raw_size}
-        slim["matches"] = [
-            {**m, "observed": str(m.get("observed", ""))[:_MAX_OBSERVED]} for m in alert["matches"]
-        ]
-        value = orjson.dumps(slim)
+        slim = replace(
+            alert,
+            event={"truncated": True, "size": raw_size},
+            matches=tuple(replace(m, observed=m.observed[:_MAX_OBSERVED]) for m in alert.matches),
+        )
+        value = slim.to_json()
         if self._max_output is not None and len(value) > self._max_output:
             raise ValueError(f"alert is {len(value)} bytes even without the event copy")
         return value
@@ -215,13 +179,13 @@ class RecordProcessor:
         now: int,
         latency: float | None,
     ) -> Outcome:
-        record = build_deadletter(
+        letter = build_deadletter(
             stream, raw, reason=reason, error=error, source=source, emitted_ms=now
         )
-        value = orjson.dumps(record)
+        value = letter.to_json()
         if self._max_output is not None and len(value) > self._max_output:
             # JSON escaping can grow text up to 6x (control characters): keep a prefix
-            record = build_deadletter(
+            letter = build_deadletter(
                 stream,
                 raw,
                 reason=reason,
@@ -230,6 +194,13 @@ class RecordProcessor:
                 emitted_ms=now,
                 max_raw_bytes=self._max_output // 8,
             )
-            value = orjson.dumps(record)
+            value = letter.to_json()
         output = Output(self._deadletter_topic, key, value)
-        return Outcome(stream, "deadletter", outputs=(output,), reason=reason, latency_s=latency)
+        return Outcome(
+            stream,
+            "deadletter",
+            outputs=(output,),
+            reason=reason,
+            latency_s=latency,
+            deadletter=letter,
+        )

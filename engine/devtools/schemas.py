@@ -26,7 +26,7 @@ from jsonschema.validators import extend
 
 from engine.errors import SchemaViolation, UnknownSchema
 
-SCHEMA_NAMES = ("call.v1", "web.v1", "alert.v1", "deadletter.v1", "indicator.v1")
+SCHEMA_NAMES = ("call.v1", "web.v1", "alert.v1", "deadletter.v1", "indicator.v1", "sighting.v1")
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 

@@ -46,18 +46,25 @@ DESIGN_FIELDS = {
     "alert.v1": {
         "alert_id", "ts", "event_ts", "stream", "rule", "severity", "partner_id",
         "subscriber_id", "event_id", "matches", "event", "source", "engine",
+        "suppressed", "journey", "discovery", "retro", "hunt",
     },
     "deadletter.v1": {"reason", "error", "stream", "source", "raw", "raw_encoding", "ts"},
     "indicator.v1": {
         "type", "value", "source", "severity", "confidence", "tags",
         "valid_from", "valid_until", "description", "reference",
     },
+    "sighting.v1": {
+        "number", "kind", "partner_id", "subscriber_id", "event_id", "ts", "exposure",
+    },
 }  # fmt: skip
 REQUIRED = {
     "call.v1": {"event_id", "ts", "partner_id", "caller", "callee"},
     "web.v1": {"event_id", "ts", "partner_id"},
     "indicator.v1": {"type", "value"},
-}
+    "sighting.v1": {
+        "number", "kind", "partner_id", "subscriber_id", "event_id", "ts", "exposure",
+    },
+}  # fmt: skip
 
 
 def _rel(path: Path) -> str:

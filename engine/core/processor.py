@@ -21,7 +21,7 @@ import orjson
 
 from engine.core.alerts import alert_key, build_alerts
 from engine.core.deadletter import PROCESSING_ERROR, build_deadletter, describe_exception
-from engine.core.events import CallEvent, decode_record
+from engine.core.events import CallEvent, decode_record, event_copy
 from engine.core.matcher import Matcher
 from engine.core.models import SourcePosition, Stream, now_ms
 from engine.core.records import Alert, DeadLetter
@@ -101,13 +101,12 @@ class RecordProcessor:
         now = self._clock()
         data = raw if raw is not None else b""
         try:
-            record = decode_record(stream, data, max_bytes=self._max_bytes)
+            event, ts_ms = decode_record(stream, data, max_bytes=self._max_bytes)
         except DecodeError as exc:
             return self._deadletter(stream, raw, key, source, exc.reason, exc.error, now, None)
         latency: float | None = None
         try:
-            event = record.event
-            latency = max(0.0, (now - record.ts_ms) / 1000)
+            latency = max(0.0, (now - ts_ms) / 1000)
             matcher = self._matcher()
             if isinstance(event, CallEvent):
                 verdict = matcher.match_call(event, now)
@@ -117,9 +116,9 @@ class RecordProcessor:
                 return Outcome(stream, "clean", unparsed=verdict.unparsed, latency_s=latency)
             alerts = build_alerts(
                 stream,
-                record.event_copy(),  # the input as received, extra fields included
+                event_copy(data),  # the input as received, extra fields included
                 verdict,
-                event_ts_ms=record.ts_ms,
+                event_ts_ms=ts_ms,
                 source=source,
                 indicator_version=matcher.version,
                 emitted_ms=now,

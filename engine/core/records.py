@@ -4,8 +4,7 @@ their wire form: ``to_dict`` / ``to_json`` render a record in exactly one place,
 ``SigmaRule.from_dict`` / ``to_dict`` do.
 
 Frozen slotted dataclasses: one is made per alert, dead letter or sighting, never per clean
-record, so their cost is off the hot path (the per-record decode result,
-:class:`engine.core.events.DecodedRecord`, is the one that uses ``__slots__`` instead).
+record, so their cost is off the hot path (per record, the decoder yields a plain tuple).
 Optional fields of alert.v1 are left out of the JSON when ``None``. ``from_dict`` raises
 :class:`RecordError` naming the field for a document that is not the record it should be.
 """

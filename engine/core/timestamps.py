@@ -35,8 +35,12 @@ def parse_rfc3339(text: str) -> int:
     date-time or names no real moment (``2026-02-30T...``)."""
     if not RFC3339.fullmatch(text):
         raise ValueError(f"{text!r} is not an RFC 3339 date-time")
-    # Python 3.11's fromisoformat refuses a lower-case t/z, which RFC 3339 allows
-    moment = datetime.fromisoformat(text.upper())
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        # Python 3.11's fromisoformat refuses a lower-case t/z, which RFC 3339 allows (the
+        # upper-case spelling, by far the most common, pays nothing for it)
+        moment = datetime.fromisoformat(text.upper())
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // _ONE_MS

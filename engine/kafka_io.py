@@ -274,36 +274,100 @@ _SEVERITY_STYLE = {
 }
 
 
-def _when(value: str | None) -> str:
-    """An alert time (RFC 3339) as ``YYYY-MM-DD HH:MM:SS`` UTC."""
-    if value is None:
-        return "-"
+def _when(value: object) -> str:
+    """An alert time (RFC 3339, or epoch ms from another producer) as ``YYYY-MM-DD HH:MM:SS``
+    UTC."""
     try:
-        moment = datetime.fromtimestamp(parse_rfc3339(value) / 1000, tz=UTC)
+        if isinstance(value, int) and not isinstance(value, bool):
+            ms = value
+        elif isinstance(value, str):
+            ms = parse_rfc3339(value)
+        else:
+            return "-"
+        moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     except (ValueError, OverflowError, OSError):
-        return value
+        return str(value)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+# one match as a line shows it: field, observed, indicator type, value, sources
+_MatchView = tuple[str, str, str, str, Sequence[str]]
+
+
+def _line(
+    when: object, severity: str, rule: str, partner: str, subscriber: str | None,
+    matches: Iterable[_MatchView],
+) -> Text:  # fmt: skip
+    line = Text()
+    line.append(_when(when), style="dim")
+    line.append(" ")
+    line.append(f"{severity.upper():<8}", style=_SEVERITY_STYLE.get(severity, "bold"))
+    line.append(" ")
+    line.append(f"{rule:<21}", style="bold")
+    line.append(f" {partner}/{subscriber or '-'}")
+    for field, observed, type_, value, sources in matches:
+        line.append(f"  {field}={observed}")
+        line.append(" → ", style="dim")
+        line.append(f"{type_} {value}", style="magenta")
+        if sources:
+            line.append(f" [{', '.join(sources)}]", style="dim")
+    return line
 
 
 def format_alert(alert: Alert) -> Text:
     """One readable line: time, severity (coloured), rule, partner/subscriber,
     observed → indicator, sources."""
-    severity = alert.severity
-    line = Text()
-    line.append(_when(alert.event_ts or alert.ts), style="dim")
-    line.append(" ")
-    line.append(f"{severity.upper():<8}", style=_SEVERITY_STYLE.get(severity, "bold"))
-    line.append(" ")
-    line.append(f"{alert.rule:<21}", style="bold")
-    line.append(f" {alert.partner_id}/{alert.subscriber_id or '-'}")
-    for match in alert.matches:
-        indicator = match.indicator
-        line.append(f"  {match.field}={match.observed}")
-        line.append(" → ", style="dim")
-        line.append(f"{indicator.type} {indicator.value}", style="magenta")
-        if indicator.sources:
-            line.append(f" [{', '.join(indicator.sources)}]", style="dim")
-    return line
+    return _line(
+        alert.event_ts or alert.ts,
+        alert.severity,
+        alert.rule,
+        alert.partner_id,
+        alert.subscriber_id,
+        (
+            (m.field, m.observed, m.indicator.type, m.indicator.value, m.indicator.sources)
+            for m in alert.matches
+        ),
+    )
+
+
+def render_alert(value: bytes) -> Text | None:
+    """The readable line of an alert record as ``alerts tail`` prints it, or ``None`` when
+    ``value`` is not a JSON object. A full alert.v1 is read as an :class:`Alert`; a partial one
+    (another producer's, fields missing) is shown as far as it goes, ``?`` for the rest."""
+    alert = decode_alert(value)
+    if alert is not None:
+        return format_alert(alert)
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return _line(
+        doc.get("event_ts", doc.get("ts")),
+        str(doc.get("severity", "?")),
+        str(doc.get("rule", "?")),
+        str(doc.get("partner_id", "?")),
+        doc.get("subscriber_id") or None,
+        _partial_matches(doc.get("matches")),
+    )
+
+
+def _partial_matches(matches: object) -> Iterator[_MatchView]:
+    for match in matches if isinstance(matches, list) else []:
+        if not isinstance(match, dict):
+            continue
+        indicator = match.get("indicator")
+        indicator = indicator if isinstance(indicator, dict) else {}
+        sources = indicator.get("sources") or indicator.get("source") or []
+        sources = [sources] if isinstance(sources, str) else sources
+        yield (
+            str(match.get("field", "?")),
+            str(match.get("observed", "?")),
+            str(indicator.get("type", "?")),
+            str(indicator.get("value", "?")),
+            [str(s) for s in sources] if isinstance(sources, list) else [],
+        )
 
 
 def decode_alert(value: bytes) -> Alert | None:

@@ -23,10 +23,9 @@ from rich.progress import (
 from engine.cli import ErrorBoundary
 from engine.kafka_io import (
     ReplayStats,
-    decode_alert,
-    format_alert,
     iter_file_lines,
     iter_records,
+    render_alert,
     replay_lines,
 )
 from engine.settings import KafkaSettings, load_settings
@@ -164,11 +163,11 @@ async def _tail(
                 sys.stdout.write(value.decode("utf-8", "replace") + "\n")
                 sys.stdout.flush()
             else:
-                alert = decode_alert(value)
-                if alert is None:
+                line = render_alert(value)
+                if line is None:
                     console.print(f"[yellow]not an alert.v1 record:[/] {value[:200]!r}")
                 else:
-                    console.print(format_alert(alert), soft_wrap=True)
+                    console.print(line, soft_wrap=True)
             if max_alerts is not None and seen[0] >= max_alerts:
                 break
     finally:

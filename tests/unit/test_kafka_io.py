@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.kafka_io import decode_alert, event_key, format_alert, parse_line
+from engine.kafka_io import decode_alert, event_key, format_alert, parse_line, render_alert
 
 
 @pytest.mark.parametrize(
@@ -81,10 +81,23 @@ def test_format_alert_reads_like_a_log_line() -> None:
     assert format_alert(alert).plain.startswith("2026-01-01 10:20:30")
 
 
-def test_a_partial_record_is_no_alert_and_costs_the_tail_nothing() -> None:
-    # tail prints such a record as "not an alert.v1 record" with its first bytes
-    assert decode_alert(orjson.dumps({"rule": "url_scam_url", "matches": ["junk"]})) is None
-    assert decode_alert(orjson.dumps(_alert(matches=["junk", {"indicator": None}]))) is None
+def test_format_alert_survives_a_partial_record() -> None:
+    partial = {"rule": "url_scam_url", "matches": ["junk", {"indicator": None}]}
+    assert decode_alert(orjson.dumps(partial)) is None  # no alert.v1 ...
+    line = render_alert(orjson.dumps(partial))  # ... but tail still shows what it has
+    assert line is not None
+    assert "url_scam_url" in line.plain
+    assert "?/-" in line.plain
+    assert render_alert(b"not json") is None
+    assert render_alert(b"[1]") is None
+
+
+def test_a_full_alert_renders_as_format_alert_does() -> None:
+    value = orjson.dumps(_alert())
+    alert = decode_alert(value)
+    assert alert is not None
+    line = render_alert(value)
+    assert line is not None and line.plain == format_alert(alert).plain
 
 
 def test_format_alert_without_subscriber_or_event_time() -> None:

@@ -141,6 +141,16 @@ class TransportError(ScamwatchError):
     retriable = True
 
 
+class FeedServerError(ScamwatchError):
+    """A feed server (TAXII) refused the request: bad credentials, unknown collection."""
+
+
+class FeedServerUnavailable(FeedServerError):
+    """A feed server cannot be reached right now; try again later."""
+
+    retriable = True
+
+
 class StackError(ScamwatchError):
     """The local Kafka/Redis stack could not be set up, started or stopped."""
 

@@ -284,6 +284,24 @@ class WorkerSettings(_Group):
         return _kafka_name(v, "group name")
 
 
+class TaxiiSettings(_Group):
+    """``scamwatch indicators pull taxii``: how to sign in to the TAXII 2.1 server."""
+
+    model_config = SettingsConfigDict(env_prefix="SCAMWATCH_TAXII_", frozen=True, extra="ignore")
+
+    # HTTP basic credentials; unset: the server is asked without any
+    username: str | None = None
+    password: SecretStr | None = None
+    # the CA that signed an https server's certificate (None: the system CAs)
+    cafile: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if self.password is not None and not self.username:
+            raise ConfigError(self.env_name("username"), "a TAXII password needs its username")
+        return self
+
+
 class StackSettings(_Group):
     """``scamwatch stack``: where the local Kafka and Redis keep their files."""
 
@@ -304,6 +322,7 @@ class Settings(BaseModel):
     processing: ProcessingSettings
     worker: WorkerSettings
     stack: StackSettings
+    taxii: TaxiiSettings
 
     GROUPS: ClassVar[Mapping[str, type[_Group]]] = {
         "kafka": KafkaSettings,
@@ -312,6 +331,7 @@ class Settings(BaseModel):
         "processing": ProcessingSettings,
         "worker": WorkerSettings,
         "stack": StackSettings,
+        "taxii": TaxiiSettings,
     }
 
     @classmethod

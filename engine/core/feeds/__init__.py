@@ -46,7 +46,7 @@ from engine.core.feeds.records import (
     read_csv,
     read_jsonl,
 )
-from engine.core.feeds.stix import StixPatternValues, read_stix, stix_pattern_values
+from engine.core.feeds.stix import StixPatternValues, read_stix, stix_objects, stix_pattern_values
 from engine.core.feeds.text import read_hosts, read_txt, read_urls
 from engine.core.models import IndicatorType
 from engine.errors import FeedError
@@ -55,6 +55,7 @@ __all__ = [
     "FORMATS",
     "LINE_FORMATS",
     "RECORD_FIELDS",
+    "FeedContext",
     "FeedItem",
     "SkippedEntry",
     "StixPatternValues",
@@ -67,6 +68,7 @@ __all__ = [
     "parse_mapping",
     "parse_timestamp",
     "read_feed",
+    "stix_objects",
     "stix_pattern_values",
 ]
 

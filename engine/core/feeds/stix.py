@@ -7,7 +7,7 @@ other observables (``file:hashes``, ``ipv4-addr``) or another pattern language i
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +198,12 @@ def read_stix(path: Path, ctx: FeedContext) -> Iterator[FeedItem]:
     objects = bundle.get("objects")
     if not isinstance(objects, list):
         raise ctx.error("STIX bundle without an 'objects' list")
+    yield from stix_objects(objects, ctx)
+
+
+def stix_objects(objects: Iterable[object], ctx: FeedContext) -> Iterator[FeedItem]:
+    """The indicators of a stream of STIX objects (a bundle's, or a TAXII collection's pages);
+    other object types are context and left out."""
     for index, obj in enumerate(objects):
         if not isinstance(obj, dict):
             yield ctx.error(f"objects[{index}]: expected an object", object_id=f"objects[{index}]")

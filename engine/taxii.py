@@ -22,7 +22,7 @@ from typing import Any
 import requests
 import requests.auth
 from taxii2client.exceptions import AccessError, TAXIIServiceException
-from taxii2client.v21 import ApiRoot, Collection, as_pages
+from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
 from engine.errors import FeedServerError, FeedServerUnavailable
 from engine.settings import TaxiiSettings
@@ -154,7 +154,16 @@ def open_collection(url: str, collection: str, settings: TaxiiSettings) -> Taxii
     try:
         not_found = f"no TAXII 2.1 API root at {api_root.url}"
         with _server_errors(api_root.url, settings, collection, not_found=not_found):
-            known = list(api_root.collections)
+            try:
+                known = list(api_root.collections)
+            except requests.exceptions.HTTPError as exc:
+                roots = _discovered_api_roots(url, auth, settings) if _status(exc) == 404 else []
+                if roots:
+                    raise FeedServerError(
+                        f"{api_root.url} is a TAXII discovery endpoint, not an API root; "
+                        f"pull from one of its API roots: {', '.join(roots)}"
+                    ) from None
+                raise
             found = [c for c in known if collection in (c.id, c.alias)]
             if not found:
                 names = ", ".join(f"{c.id} ({c.title})" for c in known) or "none"
@@ -171,6 +180,21 @@ def open_collection(url: str, collection: str, settings: TaxiiSettings) -> Taxii
     except BaseException:
         api_root.close()
         raise
+
+
+def _discovered_api_roots(
+    url: str, auth: _BasicAuthSeeingHeaders, settings: TaxiiSettings
+) -> list[str]:
+    """The API roots ``url`` lists when it is a TAXII 2.1 discovery endpoint, else []."""
+    try:
+        with Server(url, auth=auth, verify=settings.cafile or True) as server:
+            return [str(root.url) for root in server.api_roots]
+    except (requests.exceptions.RequestException, TAXIIServiceException, ValueError):
+        return []
+
+
+def _status(exc: requests.exceptions.HTTPError) -> int:
+    return exc.response.status_code if exc.response is not None else 0
 
 
 def _who(settings: TaxiiSettings) -> str:
@@ -220,7 +244,7 @@ def _http_error(
     not_found: str,
 ) -> FeedServerError:
     response = exc.response
-    status = response.status_code if response is not None else 0
+    status = _status(exc)
     if status == 401:
         if not settings.username:
             return FeedServerError(

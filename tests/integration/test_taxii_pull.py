@@ -333,6 +333,10 @@ def test_unknown_collection_and_unreachable_server_are_one_line_each(
     no_root = run("pull", "taxii", taxii.api_root.replace("api1", "api9"), "--collection", "x")
     assert no_root.exit_code == 2
     assert "no TAXII 2.1 API root" in no_root.stderr
+    discovery = run("pull", "taxii", taxii.api_root.replace("api1", "taxii2"), "--collection", "x")
+    assert discovery.exit_code == 2
+    assert "is a TAXII discovery endpoint, not an API root" in discovery.stderr
+    assert taxii.api_root in discovery.stderr  # the API root to use instead
     down = run("pull", "taxii", f"http://127.0.0.1:{_free_port()}/api1/", "--collection", "x")
     assert down.exit_code == 2
     assert len(down.stderr.strip().splitlines()) == 1, down.stderr

@@ -37,7 +37,11 @@ from collections.abc import Callable
 from engine.core.models import IndicatorType
 from engine.core.normalize.domain import host_to_unicode, normalize_domain
 from engine.core.normalize.keyword import fold_confusables, normalize_keyword
-from engine.core.normalize.phone import normalize_phone, normalize_phone_prefix
+from engine.core.normalize.phone import (
+    normalize_phone,
+    normalize_phone_or_none,
+    normalize_phone_prefix,
+)
 from engine.core.normalize.url import normalize_url, split_url
 from engine.errors import NormalizationError
 
@@ -48,6 +52,7 @@ __all__ = [
     "normalize_domain",
     "normalize_keyword",
     "normalize_phone",
+    "normalize_phone_or_none",
     "normalize_phone_prefix",
     "normalize_url",
     "split_url",

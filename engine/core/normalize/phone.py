@@ -15,6 +15,7 @@
   checks that they agree with the slow path on every example number of every region in
   every written form. Other values go through a bounded LRU cache keyed by
   ``(value, region)`` that remembers errors too.
+  :func:`normalize_phone_or_none` answers ``None`` where :func:`normalize_phone` raises.
 - **phone_prefix**: needs its country code (``+`` or ``00``): a national prefix cannot be
   read without a region, and a prefix is too short for ``phonenumbers`` to guess one.
 """
@@ -149,12 +150,25 @@ def normalize_phone(value: str, region: str = "US") -> str:
     if len(value) > MAX_PHONE_TEXT_LENGTH and len(value.strip()) > MAX_PHONE_TEXT_LENGTH:
         # the slow path's own answer (parse() refuses it), without the fast paths' scans
         raise NormalizationError("phone", value[:40] + "…", "too long")
+    e164 = normalize_phone_or_none(value, region)
+    if e164 is None:
+        # every way to None ends in _phone_slow, whose (cached) answer says why
+        raise NormalizationError("phone", value, _phone_slow(value, region)[1])
+    return e164
+
+
+def normalize_phone_or_none(value: str, region: str = "US") -> str | None:
+    """:func:`normalize_phone`, with ``None`` where it raises (the matcher's hot path: a
+    withheld caller is common, and raising costs more than the reading)."""
+    if len(value) > MAX_PHONE_TEXT_LENGTH and len(value.strip()) > MAX_PHONE_TEXT_LENGTH:
+        return None  # too long (see normalize_phone)
     if value[:1] == "+":
-        if e164_kept().fullmatch(value) is not None:
+        kept = e164_kept()
+        if kept.fullmatch(value) is not None:
             return value  # already E.164: parse() would give it back unchanged
         # E.164 written with spaces, dashes, dots or brackets: "+1 (800) 555-0199"
         compact = value.translate(_E164_SEPARATORS)
-        if compact != value and e164_kept().fullmatch(compact) is not None:
+        if compact != value and kept.fullmatch(compact) is not None:
             return compact
     elif value[:5] == "tel:+":
         # RFC 3966 (``tel:+1-800-555-0199``): parse() reads what follows ``tel:``
@@ -162,14 +176,13 @@ def normalize_phone(value: str, region: str = "US") -> str:
         if e164_kept().fullmatch(compact) is not None:
             return compact
     else:
-        # national and 00/011 forms of the common shapes ((800) 555-0199, 0044 20 …, 020 …)
+        # national and 00/011 forms of the common shapes ((800) 555-0199, 0044 20 …, 020 …);
+        # not cached: most numbers in a CDR stream are seen once, and a cache miss costs more
+        # than this regex
         fast = phone_fast(value, region)
         if fast is not None:
             return fast
-    e164, reason = _phone_slow(value, region)
-    if e164 is None:
-        raise NormalizationError("phone", value, reason)
-    return e164
+    return _phone_slow(value, region)[0]
 
 
 _PREFIX_SEPARATORS = str.maketrans("", "", " \t-.()/\u00a0")

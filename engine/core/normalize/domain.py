@@ -132,6 +132,28 @@ def _ipv6(text: str, original: str, kind: str) -> str:
     return f"[{address.compressed}]"
 
 
+HOST_CACHE_SIZE = 65_536
+
+
+@functools.lru_cache(maxsize=HOST_CACHE_SIZE)
+def _plain_host(host: str) -> str | None:
+    """The normal form of a plain ASCII host (LDH(+_) labels, no punycode, no all-digit top
+    label), else None. Cached: traffic repeats its hosts, and the regex costs a microsecond."""
+    if not host.isascii():
+        return None
+    lowered = host.lower()
+    if lowered.endswith("."):
+        lowered = lowered[:-1]
+    if (
+        len(lowered) <= MAX_HOST_LENGTH
+        and _ASCII_HOST.fullmatch(lowered) is not None
+        and "xn--" not in lowered
+        and not lowered[-1].isdigit()
+    ):
+        return lowered
+    return None
+
+
 def normalize_host(host: str, original: str, kind: str) -> str:
     """A host without port (IPv6 with or without brackets) → its normal form."""
     if len(host) > MAX_HOST_TEXT_LENGTH:
@@ -140,18 +162,11 @@ def normalize_host(host: str, original: str, kind: str) -> str:
             original[:40] + "…",
             f"host written in more than {MAX_HOST_TEXT_LENGTH} characters",
         )
-    if host.isascii():
-        lowered = host.lower()
-        if lowered.endswith("."):
-            lowered = lowered[:-1]
-        # fast path: plain LDH(+_) labels, no punycode, no all-digit top label
-        if (
-            len(lowered) <= MAX_HOST_LENGTH
-            and _ASCII_HOST.fullmatch(lowered) is not None
-            and "xn--" not in lowered
-            and not lowered[-1].isdigit()
-        ):
-            return lowered
+    # fast path (a longer value is no plain host: only that length is cached)
+    if len(host) <= MAX_HOST_LENGTH + 1:
+        plain = _plain_host(host)
+        if plain is not None:
+            return plain
     if host.startswith("["):
         if not host.endswith("]"):
             raise NormalizationError(kind, original, "unclosed '[' in IPv6 address")

@@ -35,6 +35,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
+from typing import TypeVar
 from urllib.parse import unquote
 
 import ahocorasick
@@ -53,7 +54,7 @@ from engine.core.normalize import (
     fold_confusables,
     host_to_unicode,
     normalize_domain,
-    normalize_phone,
+    normalize_phone_or_none,
     split_url,
 )
 from engine.errors import NormalizationError
@@ -77,6 +78,7 @@ _DROP_SEPARATORS = str.maketrans("", "", "+-.() ")
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 _EMPTY = Verdict()
+_V = TypeVar("_V")
 
 
 def numbers_in_text(text: str, region: str) -> list[tuple[str, str]]:
@@ -117,10 +119,7 @@ def numbers_in_text(text: str, region: str) -> list[tuple[str, str]]:
             elif len(runs_read) >= MAX_RUN_READS:
                 continue  # the budget of whole runs is spent: neither it nor its parts
             else:
-                try:
-                    number = normalize_phone(written, region)
-                except NormalizationError:
-                    number = None
+                number = normalize_phone_or_none(written, region)
                 runs_read[written] = number
             if number is not None:
                 found.append((run.strip(" -."), number))
@@ -158,9 +157,8 @@ def _numbers_in_parts(run: str, region: str, budget: int, found: list[tuple[str,
             if budget == 0:
                 break
             budget -= 1
-            try:
-                number = normalize_phone(plus + digits, region)
-            except NormalizationError:
+            number = normalize_phone_or_none(plus + digits, region)
+            if number is None:
                 continue
             observed = run[lead_start : len(run) if is_last else end].strip(" -.")
             readings.append((i, i + k, observed, number))
@@ -215,11 +213,14 @@ class Matcher:
         "_allow_url_lengths",
         "_allow_urls",
         "_default_region",
+        "_domain_cache",
         "_domains",
         "_frozen",
+        "_host_keyword_cache",
         "_keyword_automaton",
         "_keywords",
         "_phones",
+        "_prefix_heads",
         "_prefix_lengths",
         "_prefixes",
         "_url_lengths",
@@ -238,6 +239,7 @@ class Matcher:
         self._phones = by_type[IndicatorType.PHONE]
         self._prefixes = by_type[IndicatorType.PHONE_PREFIX]
         self._prefix_lengths = _lengths(self._prefixes)
+        self._prefix_heads = _heads(self._prefixes)
         self._domains = by_type[IndicatorType.DOMAIN]
         self._urls, self._url_lengths = _url_index(by_type[IndicatorType.URL])
         self._keywords = by_type[IndicatorType.KEYWORD]
@@ -249,6 +251,10 @@ class Matcher:
         self._allow_domains = allow[IndicatorType.DOMAIN]
         self._allow_urls, self._allow_url_lengths = _url_index(allow[IndicatorType.URL])
         self._allow_keywords = allow[IndicatorType.KEYWORD]
+        # host → what the index holds for it, active or not (activity is checked per event):
+        # traffic repeats its hosts, and a label-suffix walk over a big table costs ~1 µs
+        self._domain_cache: dict[str, tuple[Indicator, ...]] = {}
+        self._host_keyword_cache: dict[str, tuple[tuple[str, str], ...]] = {}
         self._frozen = True
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -282,9 +288,8 @@ class Matcher:
         matches: list[Match] | None = None
         unparsed: list[str] | None = None
         # callee first: a subscriber dialling a scam number is the classic call-back scam
-        try:
-            number = normalize_phone(event.callee, region)
-        except NormalizationError:
+        number = normalize_phone_or_none(event.callee, region)
+        if number is None:
             unparsed = ["callee"]
         else:
             hits = self._number_hits(number, at_ms)
@@ -293,9 +298,8 @@ class Matcher:
                     Match(Rule.CALLEE_SCAM_NUMBER, "callee", event.callee, number, ind)
                     for ind in hits
                 ]
-        try:
-            number = normalize_phone(event.caller, region)
-        except NormalizationError:
+        number = normalize_phone_or_none(event.caller, region)
+        if number is None:
             unparsed = [*(unparsed or ()), "caller"]
         else:
             hits = self._number_hits(number, at_ms)
@@ -318,9 +322,11 @@ class Matcher:
         ind = self._phones.get(number)
         if ind is not None and ind.is_active(at_ms):
             hits = [ind]
-        ind = _prefix_lookup(self._prefixes, self._prefix_lengths, number, at_ms)
-        if ind is not None:
-            hits = [*(hits or ()), ind]
+        shortest, heads = self._prefix_heads
+        if number[:shortest] in heads:  # most numbers are under no listed block
+            ind = _prefix_lookup(self._prefixes, self._prefix_lengths, number, at_ms)
+            if ind is not None:
+                hits = [*(hits or ()), ind]
         if hits is None or self._number_allowlisted(number, at_ms):
             return ()
         return hits
@@ -354,7 +360,7 @@ class Matcher:
 
     def _match_host_field(self, observed: str, host: str, at_ms: int, out: _Collector) -> None:
         domains = self._domain_hits(host, at_ms)
-        keywords = self._keyword_hits(_host_texts(host), at_ms) if self._keywords else ()
+        keywords = self._host_keyword_hits(host, at_ms) if self._keywords else ()
         # the allowlist is consulted only for a would-be alert (most events have none)
         if (not domains and not keywords) or self._host_allowlisted(host, at_ms):
             return
@@ -403,7 +409,25 @@ class Matcher:
         return True
 
     def _domain_hits(self, host: str, at_ms: int) -> list[Indicator]:
-        return _suffix_lookup(self._domains, host, at_ms)
+        """The active ``domain`` indicators for ``host`` and its label suffixes, longest
+        first (as :func:`_suffix_lookup`, through the per-host cache)."""
+        held = self._domain_cache.get(host)
+        if held is None:
+            held = _suffix_entries(self._domains, host)
+            _remember(self._domain_cache, host, held)
+        if not held:
+            return []
+        return [ind for ind in held if ind.is_active(at_ms)]
+
+    def _host_keyword_hits(self, host: str, at_ms: int) -> list[tuple[str, Indicator]]:
+        """:meth:`_keyword_hits` of the host's texts, the search done once per host."""
+        found = self._host_keyword_cache.get(host)
+        if found is None:
+            found = tuple(self._keywords_found(_host_texts(host)))
+            _remember(self._host_keyword_cache, host, found)
+        if not found:
+            return []
+        return self._active_keywords(found, at_ms)
 
     def _host_allowlisted(self, host: str, at_ms: int) -> bool:
         allow = self._allow_domains
@@ -412,19 +436,32 @@ class Matcher:
     def _keyword_hits(self, texts: Sequence[str], at_ms: int) -> list[tuple[str, Indicator]]:
         """(text, keyword) for each active, not allowlisted keyword found in one of
         ``texts`` (the first text it is found in)."""
-        hits: list[tuple[str, Indicator]] = []
+        found = self._keywords_found(texts)
+        return self._active_keywords(found, at_ms) if found else []
+
+    def _keywords_found(self, texts: Sequence[str]) -> list[tuple[str, str]]:
+        """(text, keyword) for each keyword in one of ``texts`` (the first it is in), active
+        or not."""
+        found: list[tuple[str, str]] = []
         seen: set[str] = set()
         for text in texts:
             for _, kw in self._keyword_automaton.iter(text):
-                if kw in seen:
-                    continue
-                seen.add(kw)
-                ind = self._keywords[kw]
-                if not ind.is_active(at_ms):
-                    continue
-                allowed = self._allow_keywords.get(kw)
-                if allowed is None or not allowed.is_active(at_ms):
-                    hits.append((text, ind))
+                if kw not in seen:
+                    seen.add(kw)
+                    found.append((text, kw))
+        return found
+
+    def _active_keywords(
+        self, found: Sequence[tuple[str, str]], at_ms: int
+    ) -> list[tuple[str, Indicator]]:
+        hits: list[tuple[str, Indicator]] = []
+        for text, kw in found:
+            ind = self._keywords[kw]
+            if not ind.is_active(at_ms):
+                continue
+            allowed = self._allow_keywords.get(kw)
+            if allowed is None or not allowed.is_active(at_ms):
+                hits.append((text, ind))
         return hits
 
 
@@ -441,6 +478,15 @@ def _by_type(entries: Iterable[Indicator]) -> dict[IndicatorType, dict[str, Indi
 def _lengths(table: Mapping[str, object]) -> tuple[int, ...]:
     """Distinct key lengths, longest first (a prefix lookup tries only these)."""
     return tuple(sorted({len(k) for k in table}, reverse=True))
+
+
+def _heads(table: Mapping[str, object]) -> tuple[int, frozenset[str]]:
+    """The shortest key length and the keys cut to it: a number whose start is not among
+    them starts with no key (one set lookup instead of one dict lookup per length)."""
+    if not table:
+        return 0, frozenset()
+    shortest = min(len(k) for k in table)
+    return shortest, frozenset(k[:shortest] for k in table)
 
 
 def _suffix_lookup(
@@ -461,6 +507,31 @@ def _suffix_lookup(
         if dot < 0:
             return hits
         start = dot + 1
+
+
+def _suffix_entries(table: Mapping[str, Indicator], host: str) -> tuple[Indicator, ...]:
+    """The entries of ``table`` for ``host`` and each of its label suffixes, longest first,
+    active or not (what :func:`_suffix_lookup` filters by activity)."""
+    held: list[Indicator] = []
+    start = 0
+    while True:
+        ind = table.get(host[start:] if start else host)
+        if ind is not None:
+            held.append(ind)
+        dot = host.find(".", start)
+        if dot < 0:
+            return tuple(held)
+        start = dot + 1
+
+
+# hosts remembered per matcher (each cache is emptied when full: no LRU bookkeeping per event)
+HOST_CACHE_SIZE = 65_536
+
+
+def _remember(cache: dict[str, _V], key: str, value: _V) -> None:
+    if len(cache) >= HOST_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
 
 
 def _prefix_lookup(

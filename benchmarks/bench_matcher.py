@@ -248,7 +248,7 @@ def generate_snapshot(size: int, seed: int) -> IndicatorSnapshot:
         values[T.PHONE_PREFIX].add(_us_number(rnd)[: rnd.choice((8, 9))])
     while len(values[T.DOMAIN]) < counts[T.DOMAIN]:
         values[T.DOMAIN].add(_domain(rnd))
-    scam_hosts = list(values[T.DOMAIN])
+    scam_hosts = sorted(values[T.DOMAIN])  # sorted: a set's order changes with the hash seed
     while len(values[T.URL]) < counts[T.URL]:
         host = rnd.choice(SHARED_HOSTS) if rnd.random() < 0.6 else rnd.choice(scam_hosts)
         values[T.URL].add(f"{host}/{_token(rnd, rnd.randint(5, 10))}")
@@ -412,12 +412,15 @@ def rss_mib() -> float:
 
 def throughput(
     lines: list[bytes], stream: str, matcher: Any, budget_s: float
-) -> tuple[float, int, int]:
-    """(events/s, events done, events matched) through decode → normalize → match."""
+) -> tuple[float, int, int, float]:
+    """(events/s, events done, events matched, events per CPU second) through decode →
+    normalize → match. The CPU figure counts only this process's time: on a shared machine
+    it moves less with the other load than the wall-clock one."""
     decode = decode_call if stream == "calls" else decode_web
     match = matcher.match_call if stream == "calls" else matcher.match_web
     matched = 0
     done = 0
+    cpu_start = time.process_time()
     start = time.perf_counter()
     deadline = start + budget_s
     for raw in lines:
@@ -427,7 +430,8 @@ def throughput(
         if done % 16 == 0 and time.perf_counter() > deadline:
             break
     elapsed = time.perf_counter() - start
-    return done / elapsed, done, matched
+    cpu = time.process_time() - cpu_start
+    return done / elapsed, done, matched, done / cpu if cpu > 0 else float("inf")
 
 
 def agreement(lines: list[bytes], stream: str, matcher: Matcher, ref: ReferenceMatcher) -> bool:
@@ -482,7 +486,7 @@ def our_search(matcher: Matcher, inputs: list[tuple[str, str, str]]) -> float:
     for host, tail, folded in inputs:
         domain_hits(host, AT_MS)
         _url_hits(urls, lengths, host, tail, AT_MS)
-        keyword_hits(folded, AT_MS)
+        keyword_hits((folded,), AT_MS)
     return len(inputs) / (time.perf_counter() - start)
 
 
@@ -545,12 +549,12 @@ def measure(size: int, seed: int, n_calls: int, n_web: int, ref_budget: float) -
     gc.collect()
     rss_after = rss_mib()
 
-    calls_eps, calls_done, calls_matched = throughput(events.calls, "calls", matcher, 60)
-    e164_eps, _, _ = throughput(events.calls_e164, "calls", matcher, 60)
-    web_eps, web_done, web_matched = throughput(events.web, "web", matcher, 60)
+    calls_eps, calls_done, calls_matched, calls_cpu = throughput(events.calls, "calls", matcher, 60)
+    e164_eps, _, _, e164_cpu = throughput(events.calls_e164, "calls", matcher, 60)
+    web_eps, web_done, web_matched, web_cpu = throughput(events.web, "web", matcher, 60)
     reference = ReferenceMatcher(snapshot, default_region="US")
-    ref_calls_eps, ref_calls_done, _ = throughput(events.calls, "calls", reference, ref_budget)
-    ref_web_eps, ref_web_done, _ = throughput(events.web, "web", reference, ref_budget)
+    ref_calls_eps, ref_calls_done, _, _ = throughput(events.calls, "calls", reference, ref_budget)
+    ref_web_eps, ref_web_done, _, _ = throughput(events.web, "web", reference, ref_budget)
     agrees = agreement(events.calls, "calls", matcher, reference) and agreement(
         events.web, "web", matcher, reference
     )
@@ -572,12 +576,15 @@ def measure(size: int, seed: int, n_calls: int, n_web: int, ref_budget: float) -
             "injected_hits": events.call_hits,
             "events_per_s": calls_eps,
             "e164_events_per_s": e164_eps,
+            "events_per_cpu_s": calls_cpu,
+            "e164_events_per_cpu_s": e164_cpu,
         },
         "web": {
             "events": web_done,
             "matched": web_matched,
             "injected_hits": events.web_hits,
             "events_per_s": web_eps,
+            "events_per_cpu_s": web_cpu,
         },
         "reference": {
             "agrees_on_sample": agrees,
@@ -614,6 +621,7 @@ def table(results: list[dict[str, Any]], date: str) -> None:
         "calls/s (mixed)",
         "calls/s (E.164)",
         "web/s",
+        "per CPU s: calls / E.164 / web",
         "calls matched",
         "web matched",
     ):
@@ -642,6 +650,7 @@ def table(results: list[dict[str, Any]], date: str) -> None:
             f"{calls['events_per_s']:,.0f}",
             f"{calls['e164_events_per_s']:,.0f}",
             f"{web['events_per_s']:,.0f}",
+            _per_cpu(calls, web),
             f"{calls['matched'] / calls['events']:.1%}",
             f"{web['matched'] / web['events']:.1%}",
         )
@@ -659,6 +668,15 @@ def table(results: list[dict[str, Any]], date: str) -> None:
         )
     console.print(main)
     console.print(base)
+
+
+def _per_cpu(calls: dict[str, Any], web: dict[str, Any]) -> str:
+    if "events_per_cpu_s" not in calls:  # results written before the CPU figures
+        return "-"
+    return (
+        f"{calls['events_per_cpu_s']:,.0f} / {calls['e164_events_per_cpu_s']:,.0f}"
+        f" / {web['events_per_cpu_s']:,.0f}"
+    )
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
@@ -683,12 +701,12 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     for label, values in series.items():
         ax.plot(sizes, values, marker="o", label=label)
     ax.axhline(100_000, color="grey", linestyle=":", linewidth=1)
-    ax.axhline(30_000, color="grey", linestyle="--", linewidth=1)
+    ax.axhline(50_000, color="grey", linestyle="--", linewidth=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("indicators")
     ax.set_ylabel("events per second (one core)")
-    ax.set_title("scamwatch matcher throughput (targets: 100k calls/s, 30k web/s)")
+    ax.set_title("scamwatch matcher throughput (targets at 1M: 100k calls/s, 50k web/s)")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -696,10 +714,10 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 TARGETS = {  # DESIGN.md, judged at the largest size measured (1M by default)
-    "build_s": ("≤", 15.0),
-    "rss_mib": ("≤", 1536.0),
+    "build_s": ("≤", 5.0),
+    "rss_mib": ("≤", 1024.0),
     "calls_per_s": ("≥", 100_000.0),
-    "web_per_s": ("≥", 30_000.0),
+    "web_per_s": ("≥", 50_000.0),
     "calls_x_reference": ("≥", 10.0),
     "web_x_reference": ("≥", 10.0),
 }

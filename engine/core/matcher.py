@@ -54,6 +54,7 @@ from engine.core.normalize import (
     fold_confusables,
     host_to_unicode,
     normalize_domain,
+    normalize_phone,
     normalize_phone_or_none,
     split_url,
 )
@@ -119,7 +120,10 @@ def numbers_in_text(text: str, region: str) -> list[tuple[str, str]]:
             elif len(runs_read) >= MAX_RUN_READS:
                 continue  # the budget of whole runs is spent: neither it nor its parts
             else:
-                number = normalize_phone_or_none(written, region)
+                try:
+                    number = normalize_phone(written, region)
+                except NormalizationError:
+                    number = None
                 runs_read[written] = number
             if number is not None:
                 found.append((run.strip(" -."), number))
@@ -157,8 +161,9 @@ def _numbers_in_parts(run: str, region: str, budget: int, found: list[tuple[str,
             if budget == 0:
                 break
             budget -= 1
-            number = normalize_phone_or_none(plus + digits, region)
-            if number is None:
+            try:
+                number = normalize_phone(plus + digits, region)
+            except NormalizationError:
                 continue
             observed = run[lead_start : len(run) if is_last else end].strip(" -.")
             readings.append((i, i + k, observed, number))

@@ -1,7 +1,7 @@
-"""Values built to be slow to normalize or to match (engine.devtools.hostile) each finish
-within a generous bound relative to a typical event measured in the same test, and the
-costly steps stay under their fixed budgets of work. No absolute timings: the machine is
-shared and noisy, so each figure is the fastest of a few runs."""
+"""Values built to be slow to normalize or to match (engine.devtools.hostile) each stay
+within a budget of work relative to a typical event, and the costly steps stay under their
+fixed budgets. Work is counted in function calls, never timed: tests do not assert on
+timings (the machine is shared and noisy); benchmarks/bench_hostile.py reports the times."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from engine.devtools.hostile import (
     HOSTILE_BYTES,
     TYPICAL,
     HostileCase,
-    best_seconds,
+    calls_made,
     hostile_cases,
     hostile_matcher,
     process_once,
@@ -24,23 +24,31 @@ from engine.devtools.hostile import (
 from engine.devtools.reference import numbers_by_hand
 from engine.errors import NormalizationError
 
-# a hostile event may cost at most this many typical events of its stream
-MAX_RATIO = 2000
+# a field read as one value (host, caller, callee) may cost a few typical events, however
+# long it is written; a URL or referrer may also read its numbers, each read costing at most
+# CALLS_PER_READ calls, at most MAX_RUN_READS + MAX_PART_READS reads
+FIELD_FACTOR = 4
+CALLS_PER_READ = 64
 MATCHER = hostile_matcher()
 
 
 @pytest.mark.parametrize("case", hostile_cases(), ids=lambda c: c.name)
-def test_a_hostile_value_costs_at_most_2000_typical_events(case: HostileCase) -> None:
+def test_a_hostile_value_costs_bounded_work(case: HostileCase) -> None:
     raw = case.raw()
     assert len(raw) >= HOSTILE_BYTES
     typical = TYPICAL[case.stream]
-    # warm (caches, the first call's imports); every case is schema-valid, so it is matched
+    # warm both (caches, the first call's imports), then count a run of each: every case is
+    # schema-valid, so it is matched
+    process_once(MATCHER, case.stream, typical)
     process_once(MATCHER, case.stream, raw)
-    base = best_seconds(lambda: process_once(MATCHER, case.stream, typical), 200)
-    hostile = best_seconds(lambda: process_once(MATCHER, case.stream, raw), 3)
-    assert hostile <= MAX_RATIO * base, (
-        f"{case.name}: {hostile * 1e6:.0f} µs, {hostile / base:.0f}x a typical "
-        f"{case.stream.value} event ({base * 1e6:.1f} µs)"
+    base = calls_made(lambda: process_once(MATCHER, case.stream, typical))
+    hostile = calls_made(lambda: process_once(MATCHER, case.stream, raw))
+    budget = FIELD_FACTOR * base
+    if case.field in ("url", "referrer"):
+        budget += (MAX_RUN_READS + MAX_PART_READS) * CALLS_PER_READ
+    assert hostile <= budget, (
+        f"{case.name}: {hostile} calls, over its budget of {budget} "
+        f"({base} for a typical {case.stream.value} event)"
     )
 
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -72,7 +73,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     from engine.core.processor import RecordProcessor
     from engine.metrics import WorkerMetrics
     from engine.store.redis import RedisStore
-    from engine.stream.app import Dispatcher, create_app, fatal_via
+    from engine.stream.app import Dispatcher, create_app
     from engine.stream.fastpath import choose_data_path
     from engine.stream.follower import IndicatorFollower
     from engine.stream.topics import prepare_topics
@@ -133,15 +134,49 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
         data_path=data_path,
     )
     faust_worker = faust.Worker(app, loop=loop, loglevel=loglevel.upper(), quiet=True)
-    dispatcher.on_fatal = fatal_via(faust_worker.crash)
+    dispatcher.on_fatal = _stop_after_fatal
     try:
         faust_worker.execute_from_commandline()
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
+        code = exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:
         log.critical("worker stopped after a fatal error: %r", exc)
         return 1
-    return 0
+    else:
+        code = 0
+    if dispatcher.failed:
+        log.critical("worker stopped after a fatal error (see above): exit 1")
+        return 1
+    return code
+
+
+# a worker stopping after a fatal error and still running after this ends at once (exit 1)
+FATAL_STOP_GRACE_SECONDS = 30.0
+
+
+def _stop_after_fatal(exc: BaseException) -> None:
+    """Stop the worker as SIGTERM does, from a record that failed for good (the exit code is 1).
+
+    Not ``Worker.crash``: that marks every Faust service crashed at once, and the consumer's
+    thread then stops on its own (LeaveGroup) while the app is still in its stop's last commit,
+    which it asks of that thread: under load the commit waits forever, at "Wait for streams...".
+    The orderly stop commits what was acked (never the failed record: see Dispatcher) after the
+    other records' outputs are delivered; a watchdog ends the process if that does not finish.
+    """
+    watchdog = threading.Timer(FATAL_STOP_GRACE_SECONDS, _exit_now)
+    watchdog.daemon = True
+    watchdog.start()
+    os.kill(os.getpid(), signal.SIGTERM)  # Faust's worker stops on it, in order
+
+
+def _exit_now() -> None:
+    log.critical(
+        "worker still stopping %.0f s after a fatal error: exiting now (exit 1, nothing more "
+        "committed)",
+        FATAL_STOP_GRACE_SECONDS,
+    )
+    logging.shutdown()
+    os._exit(1)
 
 
 def _configure_logging(loglevel: str) -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -100,17 +101,10 @@ class InlineTopic(faust.Topic):
 
 
 class _Delivery:
-    """One record's outputs in flight: acks the record when the last one is acknowledged."""
+    """One input record in its partition's line: acked once its outputs (``count``, none for a
+    clean record) are acknowledged and every earlier record of the partition was acked."""
 
-    __slots__ = (
-        "_consumer",
-        "_dispatcher",
-        "_event",
-        "_failed",
-        "_left",
-        "_message",
-        "_source",
-    )
+    __slots__ = ("_dispatcher", "_left", "consumer", "event", "failed", "key", "message", "source")
 
     def __init__(
         self,
@@ -120,39 +114,55 @@ class _Delivery:
         source: SourcePosition,
         count: int,
         event: Any,
+        key: tuple[str, int],
     ) -> None:
         self._dispatcher = dispatcher
-        self._message = message
-        self._consumer = consumer
-        self._source = source
+        self.message = message
+        self.consumer = consumer
+        self.source = source
         self._left = count
-        self._failed = False
-        self._event = event
+        self.failed = False
+        self.event = event
+        self.key = key
+
+    @property
+    def ready(self) -> bool:
+        return self._left == 0 and not self.failed
 
     def fail(self) -> None:
-        self._failed = True
+        self.failed = True
+
+    def ack(self) -> None:
+        if self.event is None:
+            self.message.ack(self.consumer)
+        else:
+            self.event.ack()
 
     def done(self, fut: asyncio.Future[Any]) -> None:
-        if self._failed:
+        if self.failed:
             return
         if fut.cancelled():
-            self._failed = True  # shutting down: not acked, so read again after the restart
+            self.failed = True  # shutting down: not acked, so read again after the restart
+            self._dispatcher.abandon()
             return
         exc = fut.exception()
         if exc is not None:
-            self._failed = True
-            self._dispatcher.fatal(self._source, exc, "the broker did not acknowledge an output")
+            self.failed = True
+            self._dispatcher.fatal(self.source, exc, "the broker did not acknowledge an output")
             return
         self._left -= 1
         if self._left == 0:
-            if self._event is None:
-                self._message.ack(self._consumer)
-            else:
-                self._event.ack()
+            self._dispatcher.release(self.key)
 
 
 class Dispatcher:
-    """Processes one input record, records its metrics, sends its outputs, acks on delivery."""
+    """Processes one input record, records its metrics, sends its outputs, acks on delivery.
+
+    Acks are in offset order per partition: a record is acked only once every earlier record of
+    its partition was. Faust 0.15's commit takes the run of acked offsets and passes one unacked
+    offset right after the committed one (``Consumer._new_offset``: a head gap of exactly one
+    is taken for a compacted offset, faust-streaming#606), so an out-of-order ack of the next
+    record would commit a record still in flight, or one whose send failed."""
 
     def __init__(
         self, processor: RecordProcessor, metrics: WorkerMetrics, on_fatal: FatalHandler
@@ -161,16 +171,31 @@ class Dispatcher:
         self.metrics = metrics
         self.on_fatal = on_fatal
         self._failed = False
+        # per input partition, its records not acked yet, oldest first (the head is in flight)
+        self._lines: dict[tuple[str, int], deque[_Delivery]] = {}
         self._event_counters: dict[tuple[str, str], Any] = {}
         self._latency: dict[str, Any] = {}
         self._alerts: dict[tuple[str, str], Any] = {}
         self._unparsed: dict[tuple[str, str], Any] = {}
 
+    @property
+    def failed(self) -> bool:
+        """True once a record failed for good (the worker is stopping with exit code 1)."""
+        return self._failed
+
     async def handle(self, app: Any, stream: Stream, message: Any, event: Any = None) -> None:
-        """Handle one record (a Faust ``Message``); it is acked once it needs nothing more (at
-        once when clean, else when its outputs are delivered): with ``event.ack()`` when it
-        came as a stream's ``event`` (the agents path), else ``message.ack(consumer)``."""
+        """Handle one record (a Faust ``Message``); it is acked once it needs nothing more (its
+        outputs delivered, every earlier record of its partition acked): with ``event.ack()``
+        when it came as a stream's ``event`` (the agents path), else ``message.ack(consumer)``.
+        """
         consumer = app.consumer
+        key = (message.topic, message.partition)
+        line = self._lines.get(key)
+        if self._failed or (line and line[0].failed):
+            # stopping, or behind a record that is never acked: not acked either (read again
+            # after the restart), and not pending, so the stop does not wait for it
+            consumer.unacked.discard(message)
+            return
         source = SourcePosition(message.topic, message.partition, message.offset)
         try:
             outcome = self._processor.process(stream, message.value, message.key, source)
@@ -179,16 +204,20 @@ class Dispatcher:
             # process() returns an outcome for any input; reaching this is a bug, and a
             # record left unacked would silently hold back every later commit: stop instead
             log.exception("unexpected failure handling %s", source.as_dict())
+            self._queue(_Delivery(self, message, consumer, source, 0, event, key)).fail()
             self.fatal(source, exc, "handling failed unexpectedly")
             return
         outputs = outcome.outputs
         if not outputs:
-            if event is None:
-                message.ack(consumer)
-            else:
-                event.ack()
+            if not line:
+                if event is None:
+                    message.ack(consumer)
+                else:
+                    event.ack()
+            else:  # acked when the records before it are
+                line.append(_Delivery(self, message, consumer, source, 0, event, key))
             return
-        delivery = _Delivery(self, message, consumer, source, len(outputs), event)
+        delivery = self._queue(_Delivery(self, message, consumer, source, len(outputs), event, key))
         send = app.producer.send
         try:
             for out in outputs:
@@ -198,9 +227,38 @@ class Dispatcher:
         except Exception as exc:
             delivery.fail()
             self.fatal(source, exc, "the producer refused an output")
+        except BaseException:
+            delivery.fail()  # cancelled (stopping): read again after the restart
+            self.abandon()
+            raise
+
+    def _queue(self, delivery: _Delivery) -> _Delivery:
+        line = self._lines.get(delivery.key)
+        if line is None:
+            line = self._lines[delivery.key] = deque()
+        line.append(delivery)
+        return delivery
+
+    def release(self, key: tuple[str, int]) -> None:
+        """Ack the records at the head of ``key``'s line that need nothing more."""
+        line = self._lines[key]
+        while line and line[0].ready:
+            line.popleft().ack()
+
+    def abandon(self) -> None:
+        """Drop every record that will never be acked (a failed one and those behind it in its
+        partition) from the consumer's pending set, so a stop (``wait_empty``) does not wait for
+        them; they are not acked, hence not committed, and read again after the restart."""
+        for line in self._lines.values():
+            stuck = False
+            for delivery in line:
+                stuck = stuck or delivery.failed
+                if stuck:
+                    delivery.consumer.unacked.discard(delivery.message)
 
     def fatal(self, source: SourcePosition, exc: BaseException, what: str) -> None:
         self.metrics.send_failures.inc()
+        self.abandon()
         if self._failed:
             return
         self._failed = True
@@ -467,16 +525,3 @@ def input_lag(app: faust.App, topics: set[str]) -> dict[Any, int]:
         last = consumer._read_offset[tp]  # last offset handled (Faust's, as used above)
         lag[tp] = max(0, highwater - (last + 1 if last is not None else 0))
     return lag
-
-
-def fatal_via(worker_crash: Callable[[BaseException], Awaitable[None]]) -> FatalHandler:
-    """A fatal handler that crashes the Faust worker (it stops and exits non-zero)."""
-
-    tasks: set[asyncio.Future[None]] = set()
-
-    def handler(exc: BaseException) -> None:
-        task = asyncio.ensure_future(worker_crash(exc))
-        tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(tasks.discard)
-
-    return handler

@@ -145,6 +145,9 @@ def test_refused_alert_among_many_in_flight_outputs_stops_in_bounded_time(
         assert code == 1, worker.log_tail()
         assert "did not acknowledge" in log
         assert "exiting now" not in log, worker.log_tail()  # the stop finished, no watchdog
+        # its last commit went out before the consumer left the group (after Worker.crash the
+        # consumer's thread left first, and a commit asked of it then could wait forever)
+        assert log.rindex("Wait for streams") < log.index("LeaveGroup"), worker.log_tail()
         lag = asyncio.run(group_lag(kafka_bootstrap, wide_topics.app_id, [wide_topics.calls]))
         assert lag[f"{wide_topics.calls}:1"] >= per_partition - scam_at, lag
     finally:

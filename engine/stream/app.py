@@ -417,7 +417,19 @@ def input_agent(app: faust.App, dispatcher: Dispatcher, stream: Stream, topic: s
     The stream's automatic acks are off (``noack``): an event is acked by the
     :class:`Dispatcher`, with ``event.ack()``, only once the broker acknowledged its outputs,
     as on the inline path. Until then it is pending with the consumer (the stream tracks it),
-    so a stop or a rebalance waits for it and a commit never passes it."""
+    so a stop or a rebalance waits for it and a commit never passes it.
+
+    Known hole (faust-streaming 0.15.3, not closable on its public API): a record fetched
+    before a rebalance and reaching the stream after it began (flow stopped, or an older
+    generation) is skipped *and acked* by the stream itself (``_py_aiter``/``_c_aiter`` ack
+    ``_skipped_value``; ``noack`` does not cover it), ``Consumer.ack`` records its offset, and
+    the revoke has just dropped the partition's committed offset
+    (``Consumer.on_partitions_revoked``), so ``_new_offset`` has no floor: the revoke's own
+    commit (``wait_empty``) takes the first run of acked offsets, which may be those skipped
+    records, and commits past them. Faust then seeks to that offset: they are never
+    processed. After the assignment, a skipped ack one past the committed offset passes the
+    record at it the same way (faust-streaming#606). The inline path neither acks nor
+    tracks a skipped record; run it where a rebalance must not lose a record."""
     handle = dispatcher.handle
 
     async def consume(records: Any) -> None:

@@ -277,3 +277,49 @@ async def test_agents_path_never_acks_an_event_whose_send_failed() -> None:
     await asyncio.sleep(0)
     assert (event.acks, event.message.acks) == (0, 0)
     assert [str(e) for e in fatal] == ["broker said no"]
+
+
+async def settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def test_acks_follow_offset_order_within_a_partition() -> None:
+    # Faust 0.15's commit passes one unacked offset after the committed one (#606): a later
+    # record acked before an earlier one could commit the earlier one unprocessed
+    dispatcher, app, fatal, _ = setup()
+    first = FakeMessage(call("+18005550199"), offset=0)
+    later = FakeMessage(call("+12025550111"), offset=1)
+    elsewhere = FakeMessage(call("+12025550111"), partition=1, offset=0)
+    for message in (first, later, elsewhere):
+        await dispatcher.handle(app, Stream.CALLS, message)
+    assert (first.acks, later.acks, elsewhere.acks) == (0, 0, 1)  # other partitions: at once
+    app.producer.pending[0].set_result(None)
+    await settle()
+    assert (first.acks, later.acks) == (1, 1)
+    last = FakeMessage(call("+12025550111"), offset=2)
+    await dispatcher.handle(app, Stream.CALLS, last)
+    assert last.acks == 1 and fatal == []  # nothing in flight before it any more
+
+
+async def test_records_behind_a_failed_one_are_never_acked_nor_awaited() -> None:
+    dispatcher, app, fatal, _ = setup()
+    handler = record_handler(app, dispatcher, Stream.CALLS)  # type: ignore[arg-type]
+    failing = FakeMessage(call("+18005550199"), offset=0)
+    behind = FakeMessage(call("+18005550199"), offset=1)
+    other = FakeMessage(call("+18005550199"), partition=1, offset=0)
+    for message in (failing, behind, other):
+        await handler(message)
+    app.producer.pending[0].set_exception(RuntimeError("broker said no"))
+    app.producer.pending[1].set_result(None)
+    await settle()
+    assert [str(e) for e in fatal] == ["broker said no"] and dispatcher.failed
+    assert (failing.acks, behind.acks) == (0, 0)
+    # the stop waits only for what can still be acked: the other partition's record
+    assert app.consumer.unacked == {other}
+    app.producer.pending[2].set_result(None)
+    await settle()
+    assert other.acks == 1
+    after = FakeMessage(call("+18005550199"), offset=2)
+    await handler(after)  # read while stopping: not handled, not acked, not awaited
+    assert after.acks == 0 and after not in app.consumer.unacked and len(app.producer.sent) == 3

@@ -9,6 +9,7 @@ Secrets are ``SecretStr`` and print as ``**********``.
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
 from collections.abc import Mapping
@@ -198,9 +199,13 @@ class RedisSettings(_Group):
 
     model_config = SettingsConfigDict(env_prefix="SCAMWATCH_REDIS_", frozen=True, extra="ignore")
 
+    # a single Redis or any node of a Redis Cluster (detected); an ACL user and password
+    # go in it (redis://USER:PASSWORD@host:port/0), TLS with rediss://
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     # every indicator-store key starts with it (tests and benchmarks use their own)
     prefix: str = Field(default="scamwatch:", min_length=1, max_length=200)
+    # rediss:// only: the CA (PEM) that signed the servers' certificates (None: system CAs)
+    ca_file: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -209,6 +214,22 @@ class RedisSettings(_Group):
         if scheme not in ("redis", "rediss", "unix"):
             raise ValueError("expected a redis://, rediss:// or unix:// URL")
         return v
+
+    @model_validator(mode="after")
+    def _ca(self) -> Self:
+        if self.ca_file is None:
+            return self
+        if urlsplit(self.url.get_secret_value()).scheme != "rediss":
+            raise ConfigError(self.env_name("ca_file"), "a CA file needs a rediss:// URL (TLS)")
+        if not os.path.isfile(os.path.expanduser(self.ca_file)):
+            raise ConfigError(self.env_name("ca_file"), f"no such file: {self.ca_file}")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """redis-py options besides the URL (which carries host, user, password, TLS on/off)."""
+        if self.ca_file is None:
+            return {}
+        return {"ssl_ca_certs": os.path.expanduser(self.ca_file)}
 
 
 class TopicSettings(_Group):

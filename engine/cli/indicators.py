@@ -111,7 +111,7 @@ def _cli_errors() -> Iterator[None]:
 
 def _open_store(ctx: typer.Context) -> RedisStore:
     settings: Settings = ctx.obj
-    return RedisStore.from_url(settings.redis.url.get_secret_value(), prefix=settings.redis.prefix)
+    return RedisStore.from_settings(settings.redis)
 
 
 def _region(ctx: typer.Context, region: str | None) -> str:

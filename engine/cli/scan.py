@@ -162,8 +162,7 @@ def load_snapshot(
 
     from engine.store.redis import RedisStore
 
-    url = redis.url.get_secret_value()
-    snapshot = RedisStore.from_url(url, prefix=redis.prefix).snapshot()
+    snapshot = RedisStore.from_settings(redis).snapshot()
     summary.indicator_source = f"Redis (version {snapshot.version})"
     extra_allow = files.snapshot().allowlist
     if not extra_allow:

@@ -1,4 +1,4 @@
-"""``scamwatch stack up|down|status``: the local Kafka (one node or a cluster) and Redis."""
+"""``scamwatch stack up|down|status``: the local Kafka and Redis (each one node or a cluster)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,28 @@ def up(
         "--secure",
         help="Client listeners ask for SASL/SCRAM-SHA-512, plus a TLS listener (the first time).",
     ),
+    redis_nodes: int | None = typer.Option(
+        None,
+        "--redis-nodes",
+        min=1,
+        max=9,
+        help="1: one Redis; 3 or more: a Redis Cluster of that many masters (the first time).",
+    ),
+    redis_secure: bool = typer.Option(
+        False,
+        "--redis-secure",
+        help="Redis speaks TLS only and asks for an ACL user's password (the first time).",
+    ),
 ) -> None:
-    """Start Redis and every Kafka node that is down, on loopback; wait until all work."""
-    parts = stack.stack_up(load_settings(), _report, brokers=brokers, secure=secure or None)
+    """Start every Redis and Kafka node that is down, on loopback; wait until all work."""
+    parts = stack.stack_up(
+        load_settings(),
+        _report,
+        brokers=brokers,
+        secure=secure or None,
+        redis_nodes=redis_nodes,
+        redis_secure=redis_secure or None,
+    )
     _print(parts)
 
 
@@ -46,10 +65,16 @@ def down(
     broker: int | None = typer.Option(
         None, "--broker", min=1, help="Stop Kafka broker I alone (1-based); `up` restarts it."
     ),
+    redis_node: int | None = typer.Option(
+        None, "--redis-node", min=1, help="Stop Redis node I alone (1-based); `up` restarts it."
+    ),
 ) -> None:
     """Stop what `stack up` started; anything else is left alone."""
     settings = load_settings()
-    only = None if broker is None else [stack.kafka_part_name(settings, broker)]
+    only: list[str] | None = None
+    if broker is not None or redis_node is not None:
+        only = [] if broker is None else [stack.kafka_part_name(settings, broker)]
+        only += [] if redis_node is None else [stack.redis_part_name(settings, redis_node)]
     stopped = stack.stack_down(settings, _report, only=only)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing'}")
 
@@ -70,9 +95,9 @@ def _print(parts: list[stack.PartStatus]) -> None:
     for col in ("part", "address", "state", "started by", "pid", *(["listeners"] * secured)):
         table.add_column(col, overflow="fold")
     for p in parts:
-        state = "[green]up[/]" if p.up else f"[red]down[/] {p.detail}".strip()
+        state = f"[green]up[/] {p.detail}" if p.up else f"[red]down[/] {p.detail}"
         owner = "scamwatch" if p.managed else "external / not running"
-        row = [p.name, p.address, state, owner, str(p.pid or "")]
+        row = [p.name, p.address, state.strip(), owner, str(p.pid or "")]
         table.add_row(*row, *([p.listeners] * secured))
     console.print(table)
 

@@ -91,9 +91,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
             raise _metrics_port_error(settings, exc) from None
         log.info("metrics on http://%s:%d/metrics", listen.metrics_bind, listen.metrics_port)
 
-    store = RedisStore.from_url(
-        settings.redis.url.get_secret_value(), prefix=settings.redis.prefix, socket_timeout=5
-    )
+    store = RedisStore.from_settings(settings.redis, socket_timeout=5)
     follower = IndicatorFollower(
         store,
         metrics=metrics,

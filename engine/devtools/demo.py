@@ -132,7 +132,7 @@ def load_sample_feeds(settings: Settings, prefix: str, console: Console) -> Tabl
     table = Table(title="sample feeds loaded", title_justify="left")
     for column in ("feed", "as", "loaded", "invalid"):
         table.add_column(column, justify="right" if column in ("loaded", "invalid") else "left")
-    store = RedisStore.from_url(settings.redis.url.get_secret_value(), prefix=prefix)
+    store = RedisStore.from_settings(settings.redis, prefix=prefix)
     try:
         region = settings.processing.default_region
         for feed, report in samples.load_sample_feeds(store, region=region):
@@ -149,9 +149,10 @@ def load_sample_feeds(settings: Settings, prefix: str, console: Console) -> Tabl
 
 
 def _delete_prefix(settings: Settings, prefix: str) -> int:
-    import redis
+    from engine.store.redis import connect
 
-    client = redis.Redis.from_url(settings.redis.url.get_secret_value())
+    # a cluster client when it is a cluster: a plain one would scan one node only
+    client = connect(settings.redis.url.get_secret_value(), **settings.redis.client_options())
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
@@ -164,7 +165,7 @@ def _delete_prefix(settings: Settings, prefix: str) -> int:
 def _snapshot(settings: Settings, prefix: str) -> TrafficIndicators:
     from engine.store.redis import RedisStore
 
-    store = RedisStore.from_url(settings.redis.url.get_secret_value(), prefix=prefix)
+    store = RedisStore.from_settings(settings.redis, prefix=prefix)
     try:
         return TrafficIndicators.from_snapshot(store.snapshot(), now_ms())
     finally:

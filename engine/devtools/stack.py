@@ -12,7 +12,12 @@ State layout (``SCAMWATCH_STATE_DIR``, default ``~/.local/state/scamwatch``)::
     kafka/data/              kafka/server.log  kafka/stdout.log  kafka.pid
     kafka/broker-<i>/...     kafka-<i>.pid         (a cluster: one directory per node)
     kafka/tls/  kafka/client-sasl.env  kafka/client-ssl.env      (secured only)
-    redis/                   redis/redis.log   redis.pid
+    redis/                   redis/redis.log   redis.pid   redis/stack.json
+    redis/node-<i>/nodes.conf  redis/node-<i>/redis.log  redis-<i>.pid  (a Redis Cluster)
+    redis/tls/  redis/users.acl  redis/client.env                    (secured Redis only)
+
+Redis is one node, or a Redis Cluster of N masters (no replicas) on consecutive ports made
+with ``redis-cli --cluster create``; either may be secured (TLS only, an ACL user).
 
 The Kafka jars are fetched once by Maven into ``SCAMWATCH_CACHE_DIR`` (default
 ``~/.cache/scamwatch``) ``/kafka-<version>/libs`` and reused by every checkout.
@@ -37,9 +42,10 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any, cast
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 
@@ -100,7 +106,10 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
 
 def redis_ping(settings: Settings) -> bool:
     client = redis.Redis.from_url(
-        settings.redis.url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
+        settings.redis.url.get_secret_value(),
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        **settings.redis.client_options(),
     )
     try:
         return bool(client.ping())
@@ -263,53 +272,376 @@ def _redis_server_binary(report: Report) -> str:
     return found
 
 
-def redis_up(settings: Settings, report: Report) -> PartStatus:
-    host, port = redis_address(settings)
-    address = f"{host}:{port}"
-    if redis_ping(settings):
-        pid = _read_pid(settings, "redis")
-        report(f"Redis already up at {address}")
-        return PartStatus("redis", address, True, pid is not None, pid)
-    if host not in LOOPBACK:
+@dataclass(frozen=True, slots=True)
+class RedisNode:
+    """One redis-server process: the only one, or a master of the Redis Cluster."""
+
+    index: int  # 1-based
+    name: str  # the part's name: "redis" alone, "redis-<i>" in a cluster
+    host: str
+    port: int  # the client port (TLS only when secured)
+    directory: Path
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def bus_port(self) -> int:
+        return self.port + 10_000  # Redis Cluster's own convention
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLayout:
+    """The Redis part of a state directory: one node or a cluster, secured or not."""
+
+    root: Path
+    count: int
+    secure: bool
+    nodes: tuple[RedisNode, ...]
+
+    @property
+    def clustered(self) -> bool:
+        return self.count > 1
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def client_env(self) -> Path:
+        """Client settings for the secured Redis, password included (mode 0600)."""
+        return self.root / "client.env"
+
+    @property
+    def acl_file(self) -> Path:
+        return self.root / "users.acl"
+
+    def node(self, index: int) -> RedisNode:
+        if not 1 <= index <= self.count:
+            raise StackError(
+                f"there is no Redis node {index}: the stack in {self.root.parent} has "
+                f"{self.count} (1..{self.count})"
+            )
+        return self.nodes[index - 1]
+
+    def label(self, node: RedisNode) -> str:
+        return f"Redis node {node.index}" if self.clustered else "Redis"
+
+
+def redis_layout(
+    settings: Settings, nodes: int | None = None, secure: bool | None = None
+) -> RedisLayout:
+    """The nodes for these settings: consecutive ports from SCAMWATCH_REDIS_URL's; the
+    state directory remembers the layout it was first started with."""
+    root = state_dir(settings) / "redis"
+    recorded = _recorded_redis_layout(root)
+    if nodes is None:
+        nodes = recorded[0] if recorded else 1
+    if recorded and (nodes != recorded[0] or (secure and not recorded[1])):
         raise StackError(
-            f"SCAMWATCH_REDIS_URL points at {address}, which does not answer; "
-            "the local stack only starts Redis on loopback"
+            f"{root} holds a {recorded[0]}-node{' secured' if recorded[1] else ''} Redis; "
+            "stop it (`scamwatch stack down`) and remove that directory, or give "
+            "SCAMWATCH_STATE_DIR another directory"
         )
-    if port_open(host, port):
-        raise StackError(f"{address} is taken by something that does not answer Redis PING")
-    binary = _redis_server_binary(report)
-    workdir = state_dir(settings) / "redis"
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / "redis.log"
-    cmd = [
-        binary,
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dir",
-        str(workdir),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-        "--protected-mode",
-        "yes",
-    ]
-    pid = _spawn(cmd, cwd=workdir, log=log)
-    _pid_file(settings, "redis").write_text(str(pid))
-    report(f"starting Redis on {address} (pid {pid}) ...")
+    if nodes == 2 or nodes < 1:
+        raise StackError("a Redis Cluster needs at least 3 masters: --redis-nodes 1, or 3 and up")
+    secure = recorded[1] if recorded else bool(secure)
+    host, first = redis_address(settings)
+    if nodes > 1 and first + nodes - 1 + 10_000 > 65_535:
+        raise StackError(f"Redis Cluster bus ports (client port + 10000) pass 65535 from {first}")
+    return RedisLayout(
+        root,
+        nodes,
+        secure,
+        tuple(
+            RedisNode(
+                index=i,
+                name="redis" if nodes == 1 else f"redis-{i}",
+                host=host,
+                port=first + i - 1,
+                directory=root if nodes == 1 else root / f"node-{i}",
+            )
+            for i in range(1, nodes + 1)
+        ),
+    )
+
+
+def _recorded_redis_layout(root: Path) -> tuple[int, bool] | None:
+    try:
+        saved = json.loads((root / LAYOUT_FILE).read_text())
+        return int(saved["nodes"]), bool(saved["secure"])
+    except FileNotFoundError:
+        return (1, False) if root.exists() else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StackError(f"cannot read {root / LAYOUT_FILE}: {exc}") from exc
+
+
+def redis_part_name(settings: Settings, index: int) -> str:
+    """The part name of Redis node ``index`` (1-based), for ``stack_down(only=...)``."""
+    return redis_layout(settings).node(index).name
+
+
+def _redis_credentials(layout: RedisLayout) -> tuple[str, str] | None:
+    """The ACL user and password of a secured stack, as recorded when it was made."""
+    try:
+        text = layout.client_env.read_text()
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("SCAMWATCH_REDIS_URL="):
+            parts = urlsplit(line.split("=", 1)[1])
+            return unquote(parts.username or ""), unquote(parts.password or "")
+    raise StackError(f"{layout.client_env} names no SCAMWATCH_REDIS_URL")
+
+
+def _node_client(settings: Settings, layout: RedisLayout, node: RedisNode) -> redis.Redis:
+    """A client of one node alone (never a cluster client): the settings' URL and CA for a
+    plain stack, the recorded user, password and CA for a secured one."""
+    timeouts: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2}
+    if not layout.secure:
+        parts = urlsplit(settings.redis.url.get_secret_value())
+        netloc = parts.netloc.rsplit("@", 1)
+        hostport = (
+            f"{node.host}:{node.port}" if ":" not in node.host else f"[{node.host}]:{node.port}"
+        )
+        netloc[-1] = hostport
+        url = parts._replace(netloc="@".join(netloc)).geturl()
+        return redis.Redis.from_url(url, **timeouts, **settings.redis.client_options())
+    user, password = _redis_credentials(layout) or ("", "")
+    return redis.Redis(
+        host=node.host,
+        port=node.port,
+        username=user,
+        password=password,
+        ssl=True,
+        ssl_ca_certs=str(layout.tls_dir / "ca.pem"),
+        **timeouts,
+    )
+
+
+def _node_info(settings: Settings, layout: RedisLayout, node: RedisNode) -> dict[str, Any] | None:
+    """The node's INFO cluster / CLUSTER INFO fields, or None when it does not answer."""
+    client = _node_client(settings, layout, node)
+    try:
+        client.ping()
+        if not layout.clustered:
+            return {}
+        return cast("dict[str, Any]", client.cluster("INFO"))
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+
+
+def _redis_secure_setup(settings: Settings, layout: RedisLayout, report: Report) -> None:
+    """A local CA and server certificate (openssl), the ACL file and the client settings,
+    made once. The user and password are the URL's when it has them, else ``scamwatch``
+    and a random password; the password goes to 0600 files only, never to the terminal."""
+    tls = layout.tls_dir
+    if not (tls / "server.pem").exists():
+        if not shutil.which("openssl"):
+            raise StackError("`openssl` is not installed; the secured Redis makes certificates")
+        tls.mkdir(parents=True, exist_ok=True)
+        tls.chmod(0o700)
+        report(f"making a local CA and Redis certificate in {tls} ...")
+        (tls / "server.ext").write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth,clientAuth\n"  # cluster nodes are each other's clients
+        )
+        steps = {
+            "making the CA": "openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650"
+            " -keyout ca.key -out ca.pem -subj '/CN=scamwatch local Redis CA'"
+            " -addext basicConstraints=critical,CA:TRUE"
+            " -addext keyUsage=critical,keyCertSign,cRLSign",
+            "making the Redis key": "openssl req -newkey rsa:2048 -nodes -sha256"
+            " -keyout server.key -out server.csr -subj /CN=127.0.0.1",
+            "signing the Redis certificate": "openssl x509 -req -in server.csr -CA ca.pem"
+            " -CAkey ca.key -CAcreateserial -out server.pem -days 825 -sha256"
+            " -extfile server.ext",
+        }
+        for what, cmd in steps.items():
+            _run_tool(shlex.split(cmd), what, tls)
+        for key in ("ca.key", "server.key"):
+            (tls / key).chmod(0o600)
+    if _redis_credentials(layout) is not None:
+        return
+    given = urlsplit(settings.redis.url.get_secret_value())
+    password = unquote(given.password) if given.password else secrets.token_urlsafe(24)
+    user = unquote(given.username) if given.username else "default" if given.password else ""
+    user = user or "scamwatch"
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", user) or not re.fullmatch(r"\S+", password):
+        raise StackError(
+            "SCAMWATCH_REDIS_URL: the local stack's ACL user must be letters, digits, '.', '_', "
+            "'-' and its password must hold no white space"
+        )
+    acl = f"user {user} on >{password} ~* &* +@all\n"
+    if user != "default":
+        acl = f"user default off\n{acl}"
+    _write_secret(layout.acl_file, acl)
+    first = layout.nodes[0]
+    url = f"rediss://{quote(user, safe='')}:{quote(password, safe='')}@{first.address}/0"
+    _write_secret(
+        layout.client_env,
+        "# written by `scamwatch stack up --redis-secure`: TLS and an ACL user\n"
+        f"SCAMWATCH_REDIS_URL={url}\n"
+        f"SCAMWATCH_REDIS_CA_FILE={tls / 'ca.pem'}\n",
+    )
+    report(
+        f"Redis ACL user {user!r} "
+        f"({'from SCAMWATCH_REDIS_URL' if given.password else 'random password'}); "
+        f"client settings in {layout.client_env} (mode 0600)"
+    )
+
+
+def _redis_command(binary: str, layout: RedisLayout, node: RedisNode) -> list[str]:
+    bind = _bind(node.host)
+    cmd = [binary, "--bind", bind, "--dir", str(node.directory), "--save", "", "--appendonly"]
+    cmd += ["no", "--daemonize", "no", "--protected-mode", "yes"]
+    if layout.secure:
+        tls = layout.tls_dir
+        cmd += ["--port", "0", "--tls-port", str(node.port), "--tls-auth-clients", "no"]
+        cmd += [
+            "--tls-cert-file",
+            str(tls / "server.pem"),
+            "--tls-key-file",
+            str(tls / "server.key"),
+        ]
+        cmd += ["--tls-ca-cert-file", str(tls / "ca.pem"), "--aclfile", str(layout.acl_file)]
+    else:
+        cmd += ["--port", str(node.port)]
+    if layout.clustered:
+        cmd += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        cmd += ["--cluster-port", str(node.bus_port), "--cluster-node-timeout", "5000"]
+        # a node lost (no replicas here) takes its slots down, not the others'
+        cmd += ["--cluster-require-full-coverage", "no"]
+        if layout.secure:
+            cmd += ["--tls-cluster", "yes"]
+    return cmd
+
+
+def redis_up(
+    settings: Settings, report: Report, *, nodes: int | None = None, secure: bool | None = None
+) -> list[PartStatus]:
+    """Start every Redis node that is down (all of them the first time), make the cluster
+    the first time (``redis-cli --cluster create``), and wait until every node answers and,
+    in a cluster, every node says ``cluster_state:ok``."""
+    layout = redis_layout(settings, nodes, secure)
+    statuses: dict[str, PartStatus] = {}
+    started: dict[str, int] = {}
+    binary = ""
+    for node in layout.nodes:
+        pid = _read_pid(settings, node.name)
+        if pid is None and _node_info(settings, layout, node) is not None:
+            report(f"{layout.label(node)} already up at {node.address}")
+            statuses[node.name] = PartStatus(node.name, node.address, True, False, None)
+            continue
+        if pid is not None:
+            started[node.name] = pid  # ours and running: wait for it with the others
+            continue
+        if node.host not in LOOPBACK:
+            raise StackError(
+                f"SCAMWATCH_REDIS_URL points at {node.address}, which does not answer; "
+                "the local stack only starts Redis on loopback"
+            )
+        if port_open(node.host, node.port):
+            raise StackError(f"{node.address} is taken by something that does not answer Redis")
+        binary = binary or _redis_server_binary(report)
+        if not started and not statuses:
+            layout.root.mkdir(parents=True, exist_ok=True)
+            (layout.root / LAYOUT_FILE).write_text(
+                json.dumps({"nodes": layout.count, "secure": layout.secure}) + "\n"
+            )
+            if layout.secure:
+                _redis_secure_setup(settings, layout, report)
+        node.directory.mkdir(parents=True, exist_ok=True)
+        pid = _spawn(
+            _redis_command(binary, layout, node),
+            cwd=node.directory,
+            log=node.directory / "redis.log",
+        )
+        _pid_file(settings, node.name).write_text(str(pid))
+        started[node.name] = pid
+        report(f"starting {layout.label(node)} on {node.address} (pid {pid}) ...")
+    for node in layout.nodes:
+        if node.name in started:
+            _wait_redis_node(settings, layout, node, started[node.name])
+            statuses[node.name] = PartStatus(
+                node.name,
+                node.address,
+                True,
+                True,
+                started[node.name],
+                listeners=_listeners(layout),
+            )
+    if layout.clustered:
+        _form_cluster(settings, layout, report)
+        for node in layout.nodes:
+            statuses[node.name] = replace(statuses[node.name], detail="cluster ok")
+    return [statuses[n.name] for n in layout.nodes]
+
+
+def _listeners(layout: RedisLayout) -> str:
+    if not layout.secure:
+        return ""
+    creds = _redis_credentials(layout)
+    return f"TLS only, ACL user {creds[0] if creds else '?'}"
+
+
+def _wait_redis_node(settings: Settings, layout: RedisLayout, node: RedisNode, pid: int) -> None:
+    log = node.directory / "redis.log"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        if redis_ping(settings):
-            report(f"Redis up at {address}")
-            return PartStatus("redis", address, True, True, pid)
+        if _node_info(settings, layout, node) is not None:
+            return
         if not _alive(pid):
+            _pid_file(settings, node.name).unlink(missing_ok=True)
             break
         time.sleep(0.2)
-    raise StackError(f"Redis did not answer PING at {address}; its log:\n{_tail(log)}")
+    raise StackError(
+        f"{layout.label(node)} did not answer at {node.address}; the end of {log}:\n{_tail(log)}"
+    )
+
+
+def _form_cluster(settings: Settings, layout: RedisLayout, report: Report) -> None:
+    """``redis-cli --cluster create`` the first time (every node alone, no slot assigned);
+    then wait until every node sees the cluster whole (``cluster_state:ok``)."""
+    infos = [_node_info(settings, layout, n) or {} for n in layout.nodes]
+    if all(int(i.get("cluster_slots_assigned", 0)) == 0 for i in infos):
+        cli = shutil.which("redis-cli")
+        if not cli:
+            raise StackError("redis-cli is not installed (Debian's redis-tools, with redis-server)")
+        cmd = [cli]
+        env = {**os.environ}
+        if layout.secure:
+            user, password = _redis_credentials(layout) or ("", "")
+            cmd += ["--tls", "--cacert", str(layout.tls_dir / "ca.pem"), "--user", user]
+            env["REDISCLI_AUTH"] = password  # not on the command line, where `ps` shows it
+        cmd += ["--cluster", "create", *(n.address for n in layout.nodes)]
+        cmd += ["--cluster-replicas", "0", "--cluster-yes"]
+        report(
+            f"making the Redis Cluster of {layout.count} masters (redis-cli --cluster create) ..."
+        )
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+        if done.returncode != 0:
+            secret = env.get("REDISCLI_AUTH")
+            raise StackError(
+                f"`redis-cli --cluster create` failed (exit {done.returncode}):\n"
+                f"{_redact(done.stdout + done.stderr, secret).strip()[-2000:]}"
+            )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        infos = [_node_info(settings, layout, n) or {} for n in layout.nodes]
+        if all(i.get("cluster_state") == "ok" for i in infos):
+            report(f"Redis Cluster ok: {layout.count} masters, 16384 slots")
+            return
+        time.sleep(0.5)
+    raise StackError(
+        f"the Redis Cluster did not reach cluster_state:ok in 60 s; node logs under {layout.root}"
+    )
 
 
 # ----------------------------------------------------------------------------------- kafka
@@ -925,12 +1257,15 @@ def stack_up(
     *,
     brokers: int | None = None,
     secure: bool | None = None,
+    redis_nodes: int | None = None,
+    redis_secure: bool | None = None,
 ) -> list[PartStatus]:
-    """Bring up Redis and every Kafka node that is down. ``brokers``/``secure`` choose the
-    Kafka layout the first time; after that the state directory remembers it."""
+    """Bring up every Redis and Kafka node that is down. ``brokers``/``secure`` choose the
+    Kafka layout the first time, ``redis_nodes``/``redis_secure`` Redis's; after that the
+    state directory remembers them."""
     with _stack_lock(settings):
         return [
-            redis_up(settings, report),
+            *redis_up(settings, report, nodes=redis_nodes, secure=redis_secure),
             *kafka_up(settings, report, brokers=brokers, secure=secure),
         ]
 
@@ -944,14 +1279,17 @@ def stack_down(
     settings: Settings, report: Report = print, *, only: Iterable[str] | None = None
 ) -> list[str]:
     """Stop what `stack up` started (and only that), or only the parts named in ``only``
-    (``kafka`` names every Kafka node); returns the names stopped."""
+    (``kafka`` names every Kafka node, ``redis`` every Redis node); returns the names stopped."""
     kafka_names = [n.name for n in kafka_layout(settings).nodes]
-    wanted = set(only) if only is not None else {*kafka_names, "redis"}
+    redis_names = [n.name for n in redis_layout(settings).nodes]
+    wanted = set(only) if only is not None else {*kafka_names, *redis_names}
     if "kafka" in wanted:
         wanted |= set(kafka_names)
+    if "redis" in wanted:
+        wanted |= set(redis_names)
     stopped: dict[str, int] = {}
     with _stack_lock(settings):
-        for name in (*kafka_names, "redis"):
+        for name in (*kafka_names, *redis_names):
             if name not in wanted:
                 continue
             pid = _read_pid(settings, name)
@@ -967,9 +1305,26 @@ def stack_down(
 
 
 def stack_status(settings: Settings) -> list[PartStatus]:
-    rhost, rport = redis_address(settings)
-    rpid = _read_pid(settings, "redis")
-    parts = [PartStatus("redis", f"{rhost}:{rport}", redis_ping(settings), rpid is not None, rpid)]
+    layout = redis_layout(settings)
+    parts = []
+    for rnode in layout.nodes:
+        rpid = _read_pid(settings, rnode.name)
+        info = _node_info(settings, layout, rnode)
+        if info is None:
+            detail = "" if port_open(rnode.host, rnode.port) else "port closed"
+        else:
+            detail = f"cluster {info.get('cluster_state', '?')}" if layout.clustered else ""
+        parts.append(
+            PartStatus(
+                rnode.name,
+                rnode.address,
+                info is not None,
+                rpid is not None,
+                rpid,
+                detail=detail,
+                listeners=_listeners(layout),
+            )
+        )
     for node in kafka_layout(settings).nodes:
         pid = _read_pid(settings, node.name)
         is_open = port_open(node.host, node.port)

@@ -28,12 +28,18 @@ reads the version and every hash in one MULTI/EXEC, so it is consistent with one
 
 A worker polls ``version()`` (one GET); when it moved, ``changes_since(v)`` (one XRANGE) gives
 what changed, or None when the log no longer reaches back to ``v``: reload ``snapshot()``.
+
+One URL serves a single Redis and a Redis Cluster alike: :meth:`RedisStore.from_url` asks the
+URL's node (``INFO cluster``) and uses redis-py's cluster client when ``cluster_enabled`` is 1.
+The hash tag puts every key in one slot, so the scripts and the snapshot's MULTI run on the
+one master that owns it. The question is asked at the first use, not at construction, so a
+worker started while Redis is down still starts (and waits for it).
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from typing import Any, cast
@@ -41,6 +47,8 @@ from typing import Any, cast
 import msgspec
 import redis
 import redis.exceptions
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
 
 from engine.core.models import (
     Change,
@@ -50,7 +58,8 @@ from engine.core.models import (
     IndicatorType,
     Severity,
 )
-from engine.errors import StoreError, StoreUnavailable
+from engine.errors import ConfigError, StoreError, StoreUnavailable
+from engine.settings import RedisSettings
 from engine.store.base import IndicatorStore, StoreStats, UpsertResult
 from engine.store.merging import Key, is_expired, plan_upsert
 
@@ -58,6 +67,10 @@ DEFAULT_BATCH_SIZE = 5_000
 _MAX_ATTEMPTS = 50  # optimistic retries of one batch before giving up
 _TYPES: tuple[IndicatorType, ...] = tuple(IndicatorType)
 _ABSENT = b""  # "no entry expected" in the compare-and-set (an entry is never empty)
+URL_SETTING = "SCAMWATCH_REDIS_URL"  # named by the error a refused password raises
+
+Client = redis.Redis | RedisCluster
+ClientFactory = Callable[[], Client]
 
 
 class _Entry(msgspec.Struct, array_like=True, frozen=True):
@@ -147,7 +160,20 @@ def _translated_errors() -> Iterator[None]:
     """redis-py errors → StoreUnavailable (retriable: Redis down or slow) or StoreError."""
     try:
         yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+    except redis.exceptions.AuthenticationError as exc:
+        # not retriable: waiting does not fix a wrong password (redis-py's message holds none)
+        raise ConfigError(
+            URL_SETTING, f"Redis refused the user/password of the URL: {exc}"
+        ) from None
+    except (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        # a Redis Cluster with the slot's master down, or moving slots: retry later
+        redis.exceptions.ClusterDownError,
+        redis.exceptions.TryAgainError,
+        redis.exceptions.MasterDownError,
+        redis.exceptions.SlotNotCoveredError,
+    ) as exc:
         raise StoreUnavailable(f"indicator store (Redis) unreachable: {exc}") from exc
     except redis.exceptions.RedisError as exc:
         raise StoreError(f"indicator store (Redis) failed: {exc}") from exc
@@ -201,14 +227,31 @@ def decode_entry(type_: IndicatorType, value: str, raw: bytes) -> Indicator:
     )
 
 
+def connect(url: str, **kw: Any) -> Client:
+    """A client for ``url``: redis-py's cluster client when the URL's node is in a Redis
+    Cluster, else a plain one. ``kw`` goes to ``from_url`` of either."""
+    with _translated_errors():
+        probe = redis.Redis.from_url(url, **kw)
+        try:
+            clustered = int(probe.info("cluster").get("cluster_enabled", 0))
+        except BaseException:
+            probe.close()
+            raise
+        if not clustered:
+            return probe
+        probe.close()
+        return RedisCluster.from_url(url, **kw)
+
+
 class RedisStore(IndicatorStore):
     """Indicators in Redis hashes, with a version counter and a capped change-log stream.
 
-    ``client`` must return bytes (``decode_responses=False``, the redis-py default)."""
+    ``client`` (a single Redis or a Redis Cluster, or a factory called at the first use) must
+    return bytes (``decode_responses=False``, the redis-py default)."""
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Client | ClientFactory,
         *,
         prefix: str = "scamwatch:",
         change_log_size: int = 100_000,
@@ -218,9 +261,12 @@ class RedisStore(IndicatorStore):
             raise ValueError("change_log_size must be at least 1")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if client.get_connection_kwargs().get("decode_responses"):
-            raise StoreError("RedisStore needs a client with decode_responses=False")
-        self._client = client
+        self._client: Client | None = None
+        self._factory: ClientFactory | None = None
+        if isinstance(client, redis.Redis | RedisCluster):
+            self._use(client)
+        else:
+            self._factory = client
         self.prefix = prefix
         self.change_log_size = change_log_size
         self.batch_size = batch_size
@@ -231,27 +277,49 @@ class RedisStore(IndicatorStore):
             side: tuple(f"{base}{'allow' if side else 'ind'}:{t.value}" for t in _TYPES)
             for side in (False, True)
         }
-        self._upsert_script = client.register_script(_UPSERT_LUA)
-        self._remove_script = client.register_script(_REMOVE_LUA)
+
+    def _use(self, client: Client) -> None:
+        if client.get_connection_kwargs().get("decode_responses"):
+            raise StoreError("RedisStore needs a client with decode_responses=False")
+        self._upsert_script: Script = client.register_script(_UPSERT_LUA)
+        self._remove_script: Script = client.register_script(_REMOVE_LUA)
+        self._client = client
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "scamwatch:", **kw: Any) -> RedisStore:
-        """A store on a new client for ``url``; ``change_log_size`` and ``batch_size`` go to
-        the store, any other keyword to :meth:`redis.Redis.from_url`."""
+        """A store for ``url`` (a single Redis or any node of a Redis Cluster, found out at
+        the first use); ``change_log_size`` and ``batch_size`` go to the store, any other
+        keyword to redis-py's ``from_url`` (e.g. ``ssl_ca_certs``)."""
         store_kw = {k: kw.pop(k) for k in ("change_log_size", "batch_size") if k in kw}
         kw.setdefault("socket_connect_timeout", 2)
         kw.setdefault("socket_timeout", 30)
         kw.setdefault("health_check_interval", 30)
-        with _translated_errors():
-            client = redis.Redis.from_url(url, **kw)
-        return cls(client, prefix=prefix, **store_kw)
+        return cls(lambda: connect(url, **kw), prefix=prefix, **store_kw)
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings, **kw: Any) -> RedisStore:
+        """The store the settings name: URL (credentials and TLS included), CA, prefix;
+        ``kw`` as for :meth:`from_url` (``prefix`` too) wins over them."""
+        options: dict[str, Any] = {"prefix": settings.prefix, **settings.client_options(), **kw}
+        return cls.from_url(settings.url.get_secret_value(), **options)
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> Client:
+        """The client, connected at the first use (StoreUnavailable while Redis is down)."""
+        if self._client is None:
+            assert self._factory is not None
+            with _translated_errors():
+                self._use(self._factory())
+        assert self._client is not None
         return self._client
 
+    @property
+    def clustered(self) -> bool:
+        return isinstance(self.client, RedisCluster)
+
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self.client.close()
 
     def keys(self) -> list[str]:
         """Every key this store may write (to delete them all, e.g. after a benchmark)."""
@@ -332,7 +400,7 @@ class RedisStore(IndicatorStore):
         by_type: dict[IndicatorType, list[str]] = {}
         for type_, value in keys:
             by_type.setdefault(type_, []).append(value)
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=False)
         order = list(by_type.items())
         for type_, values in order:
             pipe.hmget(self.hash_key(type_, allowlist=allowlist), values)
@@ -376,7 +444,7 @@ class RedisStore(IndicatorStore):
     def get(self, type_: IndicatorType, value: str, *, allowlist: bool = False) -> Indicator | None:
         with _translated_errors():
             raw = cast(
-                "bytes | None", self._client.hget(self.hash_key(type_, allowlist=allowlist), value)
+                "bytes | None", self.client.hget(self.hash_key(type_, allowlist=allowlist), value)
             )
         return None if raw is None else decode_entry(type_, value, raw)
 
@@ -400,19 +468,19 @@ class RedisStore(IndicatorStore):
             with _translated_errors():
                 entries = cast(
                     "dict[bytes, bytes]",
-                    self._client.hgetall(self.hash_key(t, allowlist=allowlist)),
+                    self.client.hgetall(self.hash_key(t, allowlist=allowlist)),
                 )
             for value, raw in entries.items():
                 yield t, value.decode(), raw
 
     def version(self) -> int:
         with _translated_errors():
-            raw = cast("bytes | None", self._client.get(self.version_key))
+            raw = cast("bytes | None", self.client.get(self.version_key))
         return int(raw) if raw is not None else 0
 
     def snapshot(self) -> IndicatorSnapshot:
         with _translated_errors(), _gc_paused():
-            pipe = self._client.pipeline(transaction=True)  # MULTI/EXEC: one version
+            pipe = self.client.pipeline(transaction=True)  # MULTI/EXEC: one version
             pipe.get(self.version_key)
             for side in (False, True):
                 for key in self._hashes[side]:
@@ -441,7 +509,7 @@ class RedisStore(IndicatorStore):
         with _translated_errors():
             entries = cast(
                 "list[tuple[bytes, dict[bytes, bytes]]]",
-                self._client.xrange(self.changes_key, f"{version + 1}-0", f"{current}-0"),
+                self.client.xrange(self.changes_key, f"{version + 1}-0", f"{current}-0"),
             )
         changes = [
             change

@@ -215,6 +215,11 @@ class RedisSettings(_Group):
             raise ValueError("expected a redis://, rediss:// or unix:// URL")
         return v
 
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return None if v == "" else v
+
     @model_validator(mode="after")
     def _ca(self) -> Self:
         if self.ca_file is None:

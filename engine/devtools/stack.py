@@ -29,6 +29,7 @@ import asyncio
 import base64
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -476,7 +477,9 @@ def _redis_secure_setup(settings: Settings, layout: RedisLayout, report: Report)
             "SCAMWATCH_REDIS_URL: the local stack's ACL user must be letters, digits, '.', '_', "
             "'-' and its password must hold no white space"
         )
-    acl = f"user {user} on >{password} ~* &* +@all\n"
+    # the ACL file holds the password's SHA-256 only (``#``), not the password
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    acl = f"user {user} on #{digest} ~* &* +@all\n"
     if user != "default":
         acl = f"user default off\n{acl}"
     _write_secret(layout.acl_file, acl)

@@ -68,6 +68,7 @@ _MAX_ATTEMPTS = 50  # optimistic retries of one batch before giving up
 _TYPES: tuple[IndicatorType, ...] = tuple(IndicatorType)
 _ABSENT = b""  # "no entry expected" in the compare-and-set (an entry is never empty)
 URL_SETTING = "SCAMWATCH_REDIS_URL"  # named by the error a refused password raises
+CA_SETTING = "SCAMWATCH_REDIS_CA_FILE"  # named by the error a refused certificate raises
 
 Client = redis.Redis | RedisCluster
 ClientFactory = Callable[[], Client]
@@ -165,18 +166,28 @@ def _translated_errors() -> Iterator[None]:
         raise ConfigError(
             URL_SETTING, f"Redis refused the user/password of the URL: {exc}"
         ) from None
+    except redis.exceptions.ConnectionError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" not in str(exc):
+            raise StoreUnavailable(f"indicator store (Redis) unreachable: {exc}") from exc
+        # not retriable either: the server's certificate is not signed by the CA we trust
+        raise ConfigError(CA_SETTING, f"Redis's TLS certificate was not accepted: {exc}") from None
     except (
-        redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
         # a Redis Cluster with the slot's master down, or moving slots: retry later
         redis.exceptions.ClusterDownError,
         redis.exceptions.TryAgainError,
         redis.exceptions.MasterDownError,
-        redis.exceptions.SlotNotCoveredError,
     ) as exc:
         raise StoreUnavailable(f"indicator store (Redis) unreachable: {exc}") from exc
     except redis.exceptions.RedisError as exc:
         raise StoreError(f"indicator store (Redis) failed: {exc}") from exc
+    except redis.exceptions.RedisClusterException as exc:
+        # not a RedisError: no node reachable, slots not (yet) covered, nodes disagreeing
+        if isinstance(exc.__cause__, redis.exceptions.AuthenticationError):
+            raise ConfigError(
+                URL_SETTING, f"Redis refused the user/password of the URL: {exc.__cause__}"
+            ) from None
+        raise StoreUnavailable(f"indicator store (Redis Cluster) unavailable: {exc}") from exc
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine.errors import ConfigError
@@ -136,3 +138,24 @@ def test_errors_print_where_they_came_from() -> None:
     )
     assert str(FeedError("bad value", file="feed.csv", line=12)) == "feed.csv:12: bad value"
     assert str(ConfigError("SCAMWATCH_APP_ID", "bad")) == "SCAMWATCH_APP_ID: bad"
+
+
+def test_redis_ca_file_needs_tls_and_an_existing_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("SCAMWATCH_REDIS_URL", "rediss://u:pw@127.0.0.1:6380/0")
+    monkeypatch.setenv("SCAMWATCH_REDIS_CA_FILE", str(ca))
+    assert load_settings().redis.client_options() == {"ssl_ca_certs": str(ca)}
+    monkeypatch.setenv("SCAMWATCH_REDIS_CA_FILE", "")  # empty: unset, the system CAs
+    assert load_settings().redis.client_options() == {}
+    for url, ca_file, reason in (
+        ("rediss://127.0.0.1:6380/0", str(tmp_path / "missing.pem"), "no such file"),
+        ("redis://127.0.0.1:6379/0", str(ca), "rediss://"),
+    ):
+        monkeypatch.setenv("SCAMWATCH_REDIS_URL", url)
+        monkeypatch.setenv("SCAMWATCH_REDIS_CA_FILE", ca_file)
+        with pytest.raises(ConfigError) as info:
+            load_settings()
+        assert info.value.setting == "SCAMWATCH_REDIS_CA_FILE" and reason in str(info.value)

@@ -52,9 +52,11 @@ unit: setup
 integration: stack
 	$(BIN)/pytest tests/integration -q
 
-# the 3-broker secured Kafka stack on ports of its own (19092..19103, Redis 16579); `test` runs it too
-test-cluster: setup
-	$(BIN)/pytest tests/integration/test_stack_cluster.py -q
+# the 3-broker secured Kafka stack on ports of its own (19092..19103, Redis 16579), the Redis
+# Cluster (17379..17381) and the secured Redis (17479), which use the shared Kafka; `test` runs them too
+test-cluster: stack
+	$(BIN)/pytest tests/integration/test_stack_cluster.py tests/integration/test_redis_cluster.py \
+	  tests/integration/test_redis_secure.py -q
 
 e2e: stack
 	$(BIN)/pytest tests/e2e -q

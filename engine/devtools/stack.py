@@ -532,6 +532,7 @@ def redis_up(
     in a cluster, every node says ``cluster_state:ok``."""
     layout = redis_layout(settings, nodes, secure)
     statuses: dict[str, PartStatus] = {}
+    running: dict[str, int] = {}
     started: dict[str, int] = {}
     binary = ""
     for node in layout.nodes:
@@ -541,7 +542,7 @@ def redis_up(
             statuses[node.name] = PartStatus(node.name, node.address, True, False, None)
             continue
         if pid is not None:
-            started[node.name] = pid  # ours and running: wait for it with the others
+            running[node.name] = pid  # ours and running: wait for it with the others
             continue
         if node.host not in LOOPBACK:
             raise StackError(
@@ -551,7 +552,7 @@ def redis_up(
         if port_open(node.host, node.port):
             raise StackError(f"{node.address} is taken by something that does not answer Redis")
         binary = binary or _redis_server_binary(report)
-        if not started and not statuses:
+        if not started and not running and not statuses:
             layout.root.mkdir(parents=True, exist_ok=True)
             (layout.root / LAYOUT_FILE).write_text(
                 json.dumps({"nodes": layout.count, "secure": layout.secure}) + "\n"
@@ -568,15 +569,13 @@ def redis_up(
         started[node.name] = pid
         report(f"starting {layout.label(node)} on {node.address} (pid {pid}) ...")
     for node in layout.nodes:
-        if node.name in started:
-            _wait_redis_node(settings, layout, node, started[node.name])
+        pid = started.get(node.name) or running.get(node.name)
+        if pid is not None:
+            _wait_redis_node(settings, layout, node, pid)
+            up = "up" if node.name in started else "already up"
+            report(f"{layout.label(node)} {up} at {node.address}")
             statuses[node.name] = PartStatus(
-                node.name,
-                node.address,
-                True,
-                True,
-                started[node.name],
-                listeners=_listeners(layout),
+                node.name, node.address, True, True, pid, listeners=_listeners(layout)
             )
     if layout.clustered:
         _form_cluster(settings, layout, report)

@@ -30,6 +30,16 @@ class StoreContract:
         assert list(store.iter()) == []
         assert store.purge_expired(0) == 0
 
+    def test_any_operation_may_come_first(self, make_store: MakeStore) -> None:
+        """A new store (whose client may connect at its first use) begins with anything."""
+        assert make_store().remove(T.PHONE, PHONE.value) is False
+        assert make_store().purge_expired(0) == 0
+        assert make_store().get(T.PHONE, PHONE.value) is None
+        assert make_store().snapshot().version == 0
+        assert make_store().changes_since(0) is not None
+        assert make_store().stats(0).version == 0
+        assert make_store().upsert([PHONE]) == UpsertResult(added=1)  # last: the rest saw none
+
     def test_upsert_adds_and_moves_the_version_per_entry(self, make_store: MakeStore) -> None:
         store = make_store()
         result = store.upsert([PHONE, DOMAIN, URL])

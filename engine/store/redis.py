@@ -292,8 +292,10 @@ class RedisStore(IndicatorStore):
     def _use(self, client: Client) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise StoreError("RedisStore needs a client with decode_responses=False")
-        self._upsert_script: Script = client.register_script(_UPSERT_LUA)
-        self._remove_script: Script = client.register_script(_REMOVE_LUA)
+        self._scripts: tuple[Script, Script] = (
+            client.register_script(_UPSERT_LUA),
+            client.register_script(_REMOVE_LUA),
+        )
         self._client = client
 
     @classmethod
@@ -323,6 +325,16 @@ class RedisStore(IndicatorStore):
                 self._use(self._factory())
         assert self._client is not None
         return self._client
+
+    @property
+    def _upsert_script(self) -> Script:
+        self.client  # noqa: B018 (connects at the first use)
+        return self._scripts[0]
+
+    @property
+    def _remove_script(self) -> Script:
+        self.client  # noqa: B018 (connects at the first use)
+        return self._scripts[1]
 
     @property
     def clustered(self) -> bool:

@@ -50,11 +50,12 @@ def _client_env(stack: OwnStack, url: str = URL, ca: bool = True) -> dict[str, s
 def make_store(secured: OwnStack) -> Iterator[MakeStore]:
     settings = load_settings(redis={"url": URL, "ca_file": _ca(secured)})
     stores: list[RedisStore] = []
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
 
     def make(change_log_size: int = 100_000, batch_size: int = 5_000) -> RedisStore:
         store = RedisStore.from_settings(
             settings.redis,
-            prefix=f"test:{uuid.uuid4().hex[:12]}:",
+            prefix=prefix,
             change_log_size=change_log_size,
             batch_size=batch_size,
         )

@@ -19,15 +19,20 @@ from tests.store_contract import MakeStore, StoreContract
 T = IndicatorType
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-url"])
 def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
     kind: str = request.param
 
     def make(change_log_size: int = 100_000, batch_size: int = 5_000) -> MemoryStore | RedisStore:
         if kind == "memory":
             return MemoryStore(change_log_size=change_log_size)
-        client: redis.Redis = request.getfixturevalue("redis_client")
         prefix: str = request.getfixturevalue("key_prefix")
+        if kind == "redis-url":  # its client connects at the first use
+            url: str = request.getfixturevalue("redis_url")
+            return RedisStore.from_url(
+                url, prefix=prefix, change_log_size=change_log_size, batch_size=batch_size
+            )
+        client: redis.Redis = request.getfixturevalue("redis_client")
         store = RedisStore(
             client, prefix=prefix, change_log_size=change_log_size, batch_size=batch_size
         )

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import redis
 import redis.exceptions
+from redis.cluster import RedisCluster
 
 from engine.errors import StoreUnavailable
 
@@ -18,7 +19,7 @@ from engine.errors import StoreUnavailable
 class PullPositions:
     """The ``added_after`` of the next pull, per (TAXII API root URL, collection id)."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, *, prefix: str) -> None:
         self._client = client
         self.key = f"{prefix}taxii:added_after"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
@@ -21,16 +22,106 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    IllegalSaslStateError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 from rich.text import Text
 
 from engine.core.records import Alert, DeadLetter, RecordError
 from engine.core.timestamps import parse_rfc3339
-from engine.errors import TransportError
+from engine.errors import ConfigError, ScamwatchError, TransportError
 from engine.settings import KafkaSettings
 
 # sends in flight before replay waits for acknowledgements (bounds memory on huge files)
 _MAX_IN_FLIGHT = 20_000
+# how long a command waits at start for Kafka to answer (and accept its credentials)
+CONNECT_TIMEOUT_S = 15.0
+
+
+async def check_connection(kafka: KafkaSettings, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Connect to a bootstrap server with the configured security and ask it for metadata,
+    within ``timeout_s``: every command calls this at start, so a refused password or an
+    untrusted certificate stops it with the setting to fix (aiokafka and Faust would only
+    log it and retry, or fail with "Unable to bootstrap")."""
+    from aiokafka.conn import create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    options = kafka.client_options()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    failures: list[str] = []
+    for server in kafka.bootstrap.split(","):
+        host, _, port = server.rpartition(":")
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            break
+        try:
+            async with asyncio.timeout(left):
+                conn = await create_conn(
+                    host.strip("[]"),
+                    int(port),
+                    client_id="scamwatch-check",
+                    request_timeout_ms=int(left * 1000),
+                    ssl_context=options.get("ssl_context"),
+                    security_protocol=kafka.security_protocol,
+                    sasl_mechanism=options.get("sasl_mechanism"),
+                    sasl_plain_username=options.get("sasl_plain_username"),
+                    sasl_plain_password=options.get("sasl_plain_password"),
+                    sasl_kerberos_service_name=kafka.sasl_kerberos_service_name,
+                    sasl_oauth_token_provider=options.get("sasl_oauth_token_provider"),
+                )
+                try:
+                    await conn.send(MetadataRequest([]))
+                finally:
+                    conn.close()
+            return
+        except (OSError, KafkaError, TimeoutError) as exc:
+            refused = _refused(kafka, server, exc)
+            if refused is not None:
+                raise refused from None
+            failures.append(f"{server}: {_describe(exc)}")
+    raise TransportError(
+        f"cannot talk to Kafka with SCAMWATCH_KAFKA_SECURITY_PROTOCOL={kafka.security_protocol} "
+        f"within {timeout_s:.0f} s ({'; '.join(failures) or 'timed out'}): "
+        "is the broker up, and does the protocol match its listener?",
+        source="SCAMWATCH_KAFKA_BOOTSTRAP",
+    )
+
+
+def _refused(kafka: KafkaSettings, server: str, exc: BaseException) -> ScamwatchError | None:
+    """The error naming the setting to fix when the broker answered and refused us."""
+    if isinstance(exc, SaslAuthenticationFailed | IllegalSaslStateError):
+        return ConfigError(
+            "SCAMWATCH_KAFKA_SASL_PASSWORD",
+            f"Kafka at {server} refused {kafka.sasl_mechanism} authentication of user "
+            f"{kafka.sasl_username!r} (wrong password, or no such user): {_describe(exc)}",
+        )
+    if isinstance(exc, UnsupportedSaslMechanismError):
+        return ConfigError(
+            "SCAMWATCH_KAFKA_SASL_MECHANISM",
+            f"Kafka at {server} does not offer {kafka.sasl_mechanism} on that listener",
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConfigError(
+            "SCAMWATCH_KAFKA_SSL_CAFILE",
+            f"the certificate of Kafka at {server} is not trusted "
+            f"({exc.verify_message}); give the CA that signed it",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return ConfigError(
+            "SCAMWATCH_KAFKA_SECURITY_PROTOCOL",
+            f"the TLS handshake with Kafka at {server} failed ({exc.reason or exc}): "
+            "is that a TLS listener?",
+        )
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    text, name = str(exc), type(exc).__name__
+    return text if name in text else f"{name}: {text}" if text else name
 
 
 def event_key(record: object) -> bytes | None:
@@ -129,6 +220,7 @@ async def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProdu
         "client_id": "scamwatch-replay",
     }
     options.update(overrides)
+    await check_connection(kafka)
     producer = AIOKafkaProducer(**options)
     try:
         await producer.start()
@@ -192,6 +284,7 @@ async def replay_lines(
 
 async def ensure_topics(kafka: KafkaSettings, topics: Sequence[str], partitions: int = 1) -> None:
     """Create the topics that do not exist yet (replication factor 1: the local stack)."""
+    await check_connection(kafka)
     admin = AIOKafkaAdminClient(**kafka.client_options())
     missing = list(topics)
     try:
@@ -212,6 +305,10 @@ async def ensure_topics(kafka: KafkaSettings, topics: Sequence[str], partitions:
 
 async def delete_topics(kafka: KafkaSettings, topics: Sequence[str]) -> None:
     """Delete topics (best effort: the demo and the benchmark clean up what they made)."""
+    try:
+        await check_connection(kafka)
+    except ScamwatchError:
+        return  # nothing was made, or it cannot be reached: leave quietly
     admin = AIOKafkaAdminClient(**kafka.client_options())
     try:
         await admin.start()
@@ -236,6 +333,7 @@ async def iter_records(
     """Yield ``(topic, value)`` from ``topics``. Without ``group_id`` the consumer joins no
     group and commits nothing, so it never takes partitions from a SIEM's group. Stops after
     ``idle_timeout`` seconds with no record."""
+    await check_connection(kafka)
     consumer = AIOKafkaConsumer(
         *topics,
         **kafka.client_options(),

@@ -58,6 +58,11 @@ def worker(
         overrides["metrics_port"] = metrics_port
     # a bad setting raises ConfigError: one line naming the variable, exit 2
     settings = load_settings(worker=overrides)
+    # Kafka refusing the credentials, or not answering, stops the start here, naming the
+    # setting (Faust would print a traceback, or retry for ever)
+    from engine.kafka_io import check_connection
+
+    asyncio.run(check_connection(settings.kafka))
     if processes > 1:
         sys.exit(run_processes(settings, processes, loglevel=loglevel))
     if parent is not None:

@@ -36,8 +36,9 @@ from rich.table import Table
 from engine.core.models import Stream, now_ms
 from engine.devtools.scrape import scrape_metrics
 from engine.devtools.traffic import Score, Traffic, TrafficIndicators, generate, score
-from engine.errors import DemoError, ScamwatchError
+from engine.errors import ConfigError, DemoError, ScamwatchError
 from engine.kafka_io import (
+    check_connection,
     decode_alert,
     decode_deadletter,
     delete_topics,
@@ -388,6 +389,7 @@ def _run_demo(
     try:
         with _stage(console, "local stack"):
             started_parts = _ensure_stack(settings, console)
+            asyncio.run(check_connection(settings.kafka))  # credentials refused: stop here
         with _stage(console, f"sample feeds → Redis (prefix {prefix!r})"):
             console.print(load_sample_feeds(settings, prefix, console))
         with _stage(console, "sample traffic (seeded generator, truth known)"):
@@ -441,6 +443,8 @@ def _run_demo(
         # events by rule (an event matched by two keywords is two alerts but one event)
         result.alerts_by_rule = Counter(rule for rules in observed.values() for rule in rules)
         result.ok = True
+    except ConfigError:
+        raise  # a bad setting: the CLI prints it, naming the setting, and exits 2
     except ScamwatchError as exc:
         result.error = str(exc)
         console.print(f"[bold red]demo failed:[/] {exc}")

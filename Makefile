@@ -53,10 +53,11 @@ integration: stack
 	$(BIN)/pytest tests/integration -q
 
 # the 3-broker secured Kafka stack on ports of its own (19092..19103, Redis 16579), the Redis
-# Cluster (17379..17381) and the secured Redis (17479), which use the shared Kafka; `test` runs them too
+# Cluster (17379..17381) and the secured Redis (17479), which use the shared Kafka, and every
+# command on a secured single-node stack (19392..19395, Redis 16879); `test` runs them too
 test-cluster: stack
 	$(BIN)/pytest tests/integration/test_stack_cluster.py tests/integration/test_redis_cluster.py \
-	  tests/integration/test_redis_secure.py -q
+	  tests/integration/test_redis_secure.py tests/integration/test_secured_stack.py -q
 
 e2e: stack
 	$(BIN)/pytest tests/e2e -q

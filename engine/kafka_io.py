@@ -108,13 +108,13 @@ def _refused(kafka: KafkaSettings, server: str, exc: BaseException) -> Scamwatch
         return ConfigError(
             "SCAMWATCH_KAFKA_SSL_CAFILE",
             f"the certificate of Kafka at {server} is not trusted "
-            f"({exc.verify_message}); give the CA that signed it",
+            f"({getattr(exc, 'verify_message', None) or exc}); give the CA that signed it",
         )
     if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "reason", None) or exc
         return ConfigError(
             "SCAMWATCH_KAFKA_SECURITY_PROTOCOL",
-            f"the TLS handshake with Kafka at {server} failed ({exc.reason or exc}): "
-            "is that a TLS listener?",
+            f"the TLS handshake with Kafka at {server} failed ({reason}): is that a TLS listener?",
         )
     return None
 

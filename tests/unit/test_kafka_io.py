@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import ssl
+import time
 from typing import Any
 
 import orjson
 import pytest
+from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from pydantic import SecretStr
 
-from engine.kafka_io import decode_alert, event_key, format_alert, parse_line, render_alert
+from engine.errors import ConfigError, TransportError
+from engine.kafka_io import (
+    _refused,
+    check_connection,
+    decode_alert,
+    event_key,
+    format_alert,
+    parse_line,
+    render_alert,
+)
+from engine.settings import KafkaSettings
 
 
 @pytest.mark.parametrize(
@@ -115,3 +131,74 @@ def test_decode_alert() -> None:
     assert decode_alert(b'{"rule": "x"}') is None
     assert decode_alert(b"not json") is None
     assert decode_alert(b"[1]") is None
+
+
+# ------------------------------------------------------------ the connection check at start
+
+
+def _sasl_settings(**extra: object) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap="127.0.0.1:1",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="alice",
+        sasl_password=SecretStr("hunter2-secret"),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "setting", "words"),
+    [
+        (
+            SaslAuthenticationFailed("invalid credentials"),
+            "SCAMWATCH_KAFKA_SASL_PASSWORD",
+            "'alice'",
+        ),
+        (UnsupportedSaslMechanismError("no"), "SCAMWATCH_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        (
+            ssl.SSLCertVerificationError(1, "certificate verify failed"),
+            "SCAMWATCH_KAFKA_SSL_CAFILE",
+            "not trusted",
+        ),
+        (ssl.SSLError(1, "wrong version number"), "SCAMWATCH_KAFKA_SECURITY_PROTOCOL", "TLS"),
+    ],
+)
+def test_a_refusal_names_the_setting_to_fix(exc: Exception, setting: str, words: str) -> None:
+    error = _refused(_sasl_settings(), "b-1:9096", exc)
+    assert isinstance(error, ConfigError)
+    assert error.setting == setting
+    assert words in str(error) and "b-1:9096" in str(error)
+    assert "hunter2-secret" not in str(error)
+
+
+def test_a_network_failure_is_no_refusal() -> None:
+    assert _refused(_sasl_settings(), "b-1:9096", ConnectionRefusedError(111, "refused")) is None
+
+
+def test_nothing_listening_fails_fast_naming_the_bootstrap() -> None:
+    with socket.socket() as s:  # a port nothing listens on (bound, never listening)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        kafka = KafkaSettings(bootstrap=f"127.0.0.1:{port}")
+        with pytest.raises(TransportError) as caught:
+            asyncio.run(check_connection(kafka, timeout_s=5))
+    assert caught.value.source == "SCAMWATCH_KAFKA_BOOTSTRAP"
+    assert "PLAINTEXT" in str(caught.value)
+
+
+def test_a_listener_that_never_answers_is_a_bounded_wait() -> None:
+    """Something accepts the connection and says nothing: the check gives up in time."""
+
+    async def run() -> float:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        began = time.monotonic()
+        try:
+            with pytest.raises(TransportError):
+                await check_connection(KafkaSettings(bootstrap=f"127.0.0.1:{port}"), timeout_s=1)
+        finally:
+            server.close()
+        return time.monotonic() - began
+
+    assert asyncio.run(run()) < 5

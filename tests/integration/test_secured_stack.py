@@ -193,8 +193,8 @@ def test_worker_replay_and_tail_work_on_the_sasl_and_tls_listeners(
         assert "sent 2 events" in replay.stderr
         worker.wait_metric(
             lambda m: (
-                m.get('scamwatch_events_total{outcome="matched",stream="calls"}', 0) == 1
-                and m.get('scamwatch_events_total{outcome="clean",stream="calls"}', 0) == 1
+                m.total("scamwatch_events_total", stream="calls", outcome="matched") == 1
+                and m.total("scamwatch_events_total", stream="calls", outcome="clean") == 1
             ),
             timeout=60,
         )

@@ -83,9 +83,10 @@ async def check_connection(kafka: KafkaSettings, timeout_s: float = CONNECT_TIME
             if refused is not None:
                 raise refused from None
             failures.append(f"{server}: {_describe(exc)}")
+    why = "; ".join(failures) or "timed out"
     raise TransportError(
-        f"cannot talk to Kafka with SCAMWATCH_KAFKA_SECURITY_PROTOCOL={kafka.security_protocol} "
-        f"within {timeout_s:.0f} s ({'; '.join(failures) or 'timed out'}): "
+        f"Kafka at {kafka.bootstrap} is unreachable with SCAMWATCH_KAFKA_SECURITY_PROTOCOL="
+        f"{kafka.security_protocol} within {timeout_s:.0f} s ({why}): "
         "is the broker up, and does the protocol match its listener?",
         source="SCAMWATCH_KAFKA_BOOTSTRAP",
     )

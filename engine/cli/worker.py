@@ -58,11 +58,6 @@ def worker(
         overrides["metrics_port"] = metrics_port
     # a bad setting raises ConfigError: one line naming the variable, exit 2
     settings = load_settings(worker=overrides)
-    # Kafka refusing the credentials, or not answering, stops the start here, naming the
-    # setting (Faust would print a traceback, or retry for ever)
-    from engine.kafka_io import check_connection
-
-    asyncio.run(check_connection(settings.kafka))
     if processes > 1:
         sys.exit(run_processes(settings, processes, loglevel=loglevel))
     if parent is not None:
@@ -95,6 +90,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
         except OSError as exc:
             raise _metrics_port_error(settings, exc) from None
         log.info("metrics on http://%s:%d/metrics", listen.metrics_bind, listen.metrics_port)
+    _check_kafka(settings)
 
     store = RedisStore.from_settings(settings.redis, socket_timeout=5)
     follower = IndicatorFollower(
@@ -214,6 +210,7 @@ def run_processes(settings: Settings, processes: int, *, loglevel: str = "info")
     for port in ports:
         _check_port_free("SCAMWATCH_WEB_PORT", listen.web_bind, port)
     _check_port_free("SCAMWATCH_METRICS_PORT", listen.metrics_bind, listen.metrics_port)
+    _check_kafka(settings)  # once here, before any child: one clear line, not N
 
     # fresh per run: files left by an earlier run would be summed with this one's; no other
     # parent uses it, since that one would hold the web ports just checked
@@ -335,6 +332,14 @@ def _die_with(parent: int) -> None:
 def _metrics_port_error(settings: Settings, exc: OSError) -> ConfigError:
     where = f"{settings.worker.metrics_bind}:{settings.worker.metrics_port}"
     return ConfigError("SCAMWATCH_METRICS_PORT", f"cannot listen on {where} ({exc.strerror})")
+
+
+def _check_kafka(settings: Settings) -> None:
+    """Kafka refusing the credentials, or not answering, stops the start here with the
+    setting to fix (Faust would print a traceback, or retry for ever)."""
+    from engine.kafka_io import check_connection
+
+    asyncio.run(check_connection(settings.kafka))
 
 
 def _check_port_free(setting: str, host: str, port: int) -> None:

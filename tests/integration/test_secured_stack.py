@@ -249,6 +249,29 @@ def test_a_wrong_kafka_password_fails_at_start_naming_the_setting(
     assert WRONG not in done.stdout + done.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["indicators", "stats"],
+        ["scan", "{calls}", "--stream", "calls"],
+        ["worker", "--web-port", "0", "--metrics-port", "0"],
+    ],
+    ids=["indicators", "scan", "worker"],
+)
+def test_a_wrong_redis_password_fails_at_start_naming_the_setting(
+    secured: Secured, command: list[str]
+) -> None:
+    args = [a.replace("{calls}", str(_jsonl(secured.work / "wrong.jsonl", CALLS))) for a in command]
+    wrong = f"redis://{REDIS_USER}:{WRONG}@127.0.0.1:{REDIS_PORT}/0"
+    began = time.monotonic()
+    done = secured.run(*args, env=secured.sasl | {"SCAMWATCH_REDIS_URL": wrong})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert time.monotonic() - began < 60  # a bounded wait, not a retry loop
+    assert "SCAMWATCH_REDIS_URL" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert WRONG not in done.stdout + done.stderr
+
+
 def test_tls_without_the_ca_fails_at_start_naming_the_setting(secured: Secured) -> None:
     no_ca = {k: v for k, v in secured.tls.items() if k != "SCAMWATCH_KAFKA_SSL_CAFILE"}
     done = secured.run("alerts", "tail", "--timeout", "5", env=no_ca)

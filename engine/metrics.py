@@ -176,6 +176,17 @@ class WorkerMetrics:
             merge="livemostrecent",
             registry=r,
         )
+        self.discovered = Counter(
+            "scamwatch_discovered",
+            "Numbers discovered by the discover agent (a discovered_scam_number alert each).",
+            registry=r,
+        )
+        self.sightings_skipped = Counter(
+            "scamwatch_sightings_skipped",
+            "Sightings the discover agent did not count, by reason (allowlisted, invalid).",
+            ["reason"],
+            registry=r,
+        )
         for stream in ("calls", "web"):
             for outcome in OUTCOMES:
                 self.events.labels(stream=stream, outcome=outcome)

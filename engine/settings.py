@@ -328,6 +328,24 @@ class TaxiiSettings(_Group):
         return self
 
 
+class DiscoverySettings(_Group):
+    """The ``discover`` agent: numbers called by several exposed subscribers."""
+
+    # off: no agent; alert: discovered_scam_number alerts; indicator: also a phone indicator
+    discovery: Literal["off", "alert", "indicator"] = "alert"
+    # distinct (partner_id, subscriber_id) are counted over this much event time
+    discovery_window_seconds: int = Field(default=86_400, ge=1)
+    # a number seen by this many of them is discovered
+    discovery_min_subscribers: int = Field(default=3, ge=1)
+    # a discovered indicator is valid this long (MISP's vishing decay model: 10 days)
+    discovery_ttl_seconds: int = Field(default=864_000, ge=1)
+
+    @field_validator("discovery", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+
 class StackSettings(_Group):
     """``scamwatch stack``: where the local Kafka and Redis keep their files."""
 
@@ -349,6 +367,7 @@ class Settings(BaseModel):
     worker: WorkerSettings
     stack: StackSettings
     taxii: TaxiiSettings
+    discovery: DiscoverySettings
 
     GROUPS: ClassVar[Mapping[str, type[_Group]]] = {
         "kafka": KafkaSettings,
@@ -358,6 +377,7 @@ class Settings(BaseModel):
         "worker": WorkerSettings,
         "stack": StackSettings,
         "taxii": TaxiiSettings,
+        "discovery": DiscoverySettings,
     }
 
     @classmethod

@@ -14,6 +14,7 @@ from engine.core.models import (
     Rule,
     Severity,
     SourcePosition,
+    StatefulRule,
     Stream,
     Verdict,
 )
@@ -29,7 +30,12 @@ RULE_MIN_SEVERITY: dict[Rule, Severity] = {Rule.CALLEE_SCAM_NUMBER: Severity.HIG
 
 
 def alert_id(
-    stream: Stream, partner_id: str, event_id: str, rule: Rule, type_: IndicatorType, value: str
+    stream: Stream,
+    partner_id: str,
+    event_id: str,
+    rule: Rule | StatefulRule,
+    type_: IndicatorType,
+    value: str,
 ) -> str:
     """Deterministic: the same event matched by the same indicator under the same rule
     always yields the same id, so consumers can drop duplicates of a reprocessed event."""

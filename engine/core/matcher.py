@@ -336,6 +336,10 @@ class Matcher:
             return ()
         return hits
 
+    def number_allowlisted(self, number: str, at_ms: int) -> bool:
+        """Whether ``number`` (E.164) is allowlisted at ``at_ms`` (sightings skip it)."""
+        return self._number_allowlisted(number, at_ms)
+
     def _number_allowlisted(self, number: str, at_ms: int) -> bool:
         ind = self._allow_phones.get(number)
         if ind is not None and ind.is_active(at_ms):

@@ -47,6 +47,14 @@ class Rule(StrEnum):
     KEYWORD_IMPERSONATION = "keyword_impersonation"
 
 
+class StatefulRule(StrEnum):
+    """Stable rule names of alert.v1 that no single event makes: they follow state kept
+    across events (exposures, sightings), not the matcher."""
+
+    VICTIM_JOURNEY = "victim_journey"
+    DISCOVERED_SCAM_NUMBER = "discovered_scam_number"
+
+
 class Stream(StrEnum):
     CALLS = "calls"
     WEB = "web"

@@ -1,0 +1,151 @@
+"""Number discovery (engine.core.discovery): window, distinct subscribers, threshold, one
+discovery per number per window, confidence, the indicator and the alert."""
+
+from __future__ import annotations
+
+import orjson
+
+from engine.core.discovery import (
+    EMPTY,
+    DiscoveryPolicy,
+    NumberState,
+    confidence,
+    discovered_indicator,
+    discovery_alert,
+    observe,
+)
+from engine.core.models import IndicatorType, SourcePosition
+from engine.core.records import Alert, Sighting
+from engine.core.timestamps import format_rfc3339
+from engine.devtools.schemas import validate
+
+NUMBER = "+18885550123"
+T0 = 1_790_000_000_000
+HOUR = 3_600_000
+POLICY = DiscoveryPolicy(window_ms=24 * HOUR, min_subscribers=3, ttl_ms=10 * 24 * HOUR)
+
+
+def sighting(sub: str | None, ts_ms: int, partner: str = "p1", kind: str = "call") -> Sighting:
+    return Sighting(
+        number=NUMBER,
+        kind="call" if kind == "call" else "page",
+        partner_id=partner,
+        subscriber_id=sub,
+        event_id=f"e-{sub}-{ts_ms}",
+        ts=format_rfc3339(ts_ms),
+        exposure="alert-1",
+    )
+
+
+def run(sightings: list[tuple[str | None, int]], state: NumberState = EMPTY) -> list[int | None]:
+    """The subscriber count of each discovery raised (None for no discovery), in order."""
+    out: list[int | None] = []
+    for sub, ts in sightings:
+        decision = observe(state, sighting(sub, ts), ts, POLICY)
+        state = decision.state
+        out.append(None if decision.discovery is None else decision.discovery.subscribers)
+    return out
+
+
+def test_discovered_at_the_threshold_and_not_below() -> None:
+    assert run([("a", T0), ("b", T0 + 1000)]) == [None, None]
+    assert run([("a", T0), ("b", T0 + 1000), ("c", T0 + 2000)]) == [None, None, 3]
+
+
+def test_the_same_subscriber_counts_once() -> None:
+    assert run([("a", T0), ("a", T0 + 1), ("b", T0 + 2), ("b", T0 + 3)]) == [None] * 4
+
+
+def test_same_subscriber_id_of_two_partners_are_two_subscribers() -> None:
+    state = EMPTY
+    for partner in ("p1", "p2"):
+        state = observe(state, sighting("a", T0, partner), T0, POLICY).state
+    decision = observe(state, sighting("b", T0 + 1), T0 + 1, POLICY)
+    assert decision.discovery is not None and decision.discovery.subscribers == 3
+
+
+def test_a_sighting_without_subscriber_is_not_counted() -> None:
+    assert run([("a", T0), (None, T0 + 1), (None, T0 + 2), ("b", T0 + 3)]) == [None] * 4
+
+
+def test_sightings_older_than_the_window_fall_out() -> None:
+    window = POLICY.window_ms
+    assert run([("a", T0), ("b", T0 + window), ("c", T0 + window + 1)]) == [None, None, None]
+    # within the window (the oldest exactly window - 1 ms before the newest): counted
+    assert run([("a", T0), ("b", T0 + 1), ("c", T0 + window - 1)]) == [None, None, 3]
+
+
+def test_one_discovery_per_number_per_window() -> None:
+    window = POLICY.window_ms
+    got = run(
+        [
+            ("a", T0),
+            ("b", T0 + 1),
+            ("c", T0 + 2),  # discovered
+            ("d", T0 + 3),  # same window: no second alert
+            ("e", T0 + window),  # still within the window of the discovery at T0 + 2
+            ("f", T0 + window + 2),  # that window is over; d, e, f are in this one
+        ]
+    )
+    assert got == [None, None, 3, None, None, 3]
+
+
+def test_the_discovery_carries_the_window_and_times() -> None:
+    state = EMPTY
+    for sub, ts in (("a", T0 + 5), ("b", T0), ("c", T0 + 9)):
+        decision = observe(state, sighting(sub, ts), ts, POLICY)
+        state = decision.state
+    d = decision.discovery
+    assert d is not None
+    assert (d.number, d.subscribers, d.window_s) == (NUMBER, 3, 86_400)
+    assert (d.first_seen, d.last_seen) == (format_rfc3339(T0), format_rfc3339(T0 + 9))
+
+
+def test_state_round_trips_through_the_table_value() -> None:
+    state = EMPTY
+    for sub, ts in (("a", T0), ("b", T0 + 1), ("c", T0 + 2)):
+        state = observe(state, sighting(sub, ts), ts, POLICY).state
+    doc = orjson.loads(orjson.dumps(state.to_dict()))
+    again = NumberState.from_dict(doc)
+    assert again == state and again.alerted_ms == T0 + 2
+    assert NumberState.from_dict(None) == EMPTY
+    # restored from the table, the next subscriber is no second discovery in the window
+    assert observe(again, sighting("d", T0 + 3), T0 + 3, POLICY).discovery is None
+
+
+def test_confidence_grows_with_the_count() -> None:
+    values = [confidence(n, 3) for n in range(3, 12)]
+    assert values == sorted(values) and values[0] < values[1] and values[-1] <= 95
+    assert confidence(3, 3) == 60 and confidence(4, 3) == 70
+
+
+def test_the_indicator_and_the_alert() -> None:
+    crossing = sighting("x", T0 + 1, kind="page")
+    d = observe(NumberState({("p1", s): T0 for s in "abc"}), crossing, T0 + 1, POLICY).discovery
+    assert d is not None and d.subscribers == 4
+    now = T0 + 10
+    ind = discovered_indicator(d, now, POLICY)
+    assert (ind.type, ind.value, ind.sources, ind.tags) == (
+        IndicatorType.PHONE,
+        NUMBER,
+        ("scamwatch-discovery",),
+        ("discovered",),
+    )
+    assert ind.valid_until == now + POLICY.ttl_ms and ind.confidence == 70
+    source = SourcePosition("sightings", 2, 41)
+    key, alert = discovery_alert(
+        d, crossing, source=source, indicator=ind, indicator_version=7, emitted_ms=now
+    )
+    again = discovery_alert(
+        d, crossing, source=source, indicator=ind, indicator_version=7, emitted_ms=now + 5
+    )[1]
+    assert alert.alert_id == again.alert_id  # deterministic in the crossing sighting
+    doc = orjson.loads(alert.to_json())
+    assert doc["rule"] == "discovered_scam_number" and doc["severity"] == "high"
+    assert doc["stream"] == "web" and doc["event"] == crossing.to_dict()
+    assert doc["discovery"]["number"] == NUMBER and doc["discovery"]["subscribers"] == 4
+    assert doc["matches"][0]["indicator"]["sources"] == ["scamwatch-discovery"]
+    assert doc["source"] == {"topic": "sightings", "partition": 2, "offset": 41}
+    assert key == b"p1:x"
+    assert Alert.from_json(alert.to_json()) == alert
+    validate("alert.v1", doc)

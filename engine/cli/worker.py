@@ -132,6 +132,13 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
         datadir=datadir,
         data_path=data_path,
     )
+    if settings.discovery.discovery != "off":
+        from engine.stream.discover import discover_agent, prepare_changelog
+
+        partitions = loop.run_until_complete(prepare_changelog(settings))
+        discover_agent(
+            app, settings, partitions=partitions, follower=follower, store=store, metrics=metrics
+        )
     faust_worker = faust.Worker(app, loop=loop, loglevel=loglevel.upper(), quiet=True)
     dispatcher.on_fatal = _stop_after_fatal
     try:

@@ -1,0 +1,188 @@
+"""The ``discover`` agent: sightings in, ``discovered_scam_number`` alerts (and, with
+``SCAMWATCH_DISCOVERY=indicator``, phone indicators) out. The logic is
+:mod:`engine.core.discovery`; this is the Faust side.
+
+The state is a Faust table (``scamwatch-discovery``, one :class:`NumberState` per number, as
+JSON bytes) backed by a compacted changelog topic, so a worker that takes over a sightings
+partition (after a SIGKILL or a rebalance) recovers its numbers first. Sightings are keyed by
+the number, so the table's partition is the sighting's.
+
+At-least-once: a sighting is acked (and so committed) only after its alert was acknowledged
+by the broker and its indicator written, and the table is written after them, so a worker
+dying in between sees the sighting again and raises the same alert (the same ``alert_id``)
+rather than none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+import orjson
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from engine.core.discovery import (
+    DiscoveryPolicy,
+    NumberState,
+    discovered_indicator,
+    discovery_alert,
+    observe,
+)
+from engine.core.models import SourcePosition, now_ms
+from engine.core.records import RecordError, Sighting
+from engine.core.timestamps import parse_rfc3339
+from engine.errors import ScamwatchError
+from engine.metrics import WorkerMetrics
+from engine.settings import Settings
+from engine.store.base import IndicatorStore
+from engine.stream.follower import IndicatorFollower
+
+log = logging.getLogger(__name__)
+
+TABLE_NAME = "scamwatch-discovery"
+AGENT_NAME = "discover"
+STORE_RETRY_SECONDS = 1.0
+
+
+def changelog_topic(settings: Settings) -> str:
+    """Faust's name of the table's changelog topic."""
+    return f"{settings.worker.app_id}-{TABLE_NAME}-changelog"
+
+
+def policy_of(settings: Settings) -> DiscoveryPolicy:
+    d = settings.discovery
+    return DiscoveryPolicy(
+        window_ms=d.discovery_window_seconds * 1000,
+        min_subscribers=d.discovery_min_subscribers,
+        ttl_ms=d.discovery_ttl_seconds * 1000,
+    )
+
+
+async def prepare_changelog(settings: Settings) -> int:
+    """The partitions of ``sightings`` (which must exist), and the table's compacted changelog
+    created with as many when missing (the app may not declare topics itself)."""
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
+    try:
+        await admin.start()
+        (info,) = await admin.describe_topics([settings.topics.sightings])
+        if info["error_code"] != 0 or not info["partitions"]:
+            raise ScamwatchError(f"topic {settings.topics.sightings} is missing: no discovery")
+        partitions = len(info["partitions"])
+        name = changelog_topic(settings)
+        if name not in set(await admin.list_topics()):
+            topic = NewTopic(
+                name,
+                partitions,
+                settings.topics.replication,
+                topic_configs={"cleanup.policy": "compact"},
+            )
+            response: Any = await admin.create_topics([topic])
+            for _, code, *_rest in response.topic_errors:
+                if code and for_code(code) is not TopicAlreadyExistsError:
+                    raise ScamwatchError(f"cannot create {name}: {for_code(code).__name__}")
+        return partitions
+    finally:
+        await admin.close()
+
+
+class Discoverer:
+    """Handles one sighting against the table: decide (core), alert, indicator, store state."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        *,
+        follower: IndicatorFollower,
+        store: IndicatorStore,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self.app = app
+        self.policy = policy_of(settings)
+        self.add_indicators = settings.discovery.discovery == "indicator"
+        self.alerts_topic = settings.topics.alerts
+        self.follower = follower
+        self.store = store
+        self.metrics = metrics
+
+    async def handle(self, table: Any, message: Any) -> None:
+        source = SourcePosition(message.topic, message.partition, message.offset)
+        try:
+            sighting = Sighting.from_json(message.value)
+            ts_ms = parse_rfc3339(sighting.ts)
+        except (RecordError, ScamwatchError, ValueError) as exc:
+            log.warning("sighting at %s skipped: %s", source.as_dict(), exc)
+            self.metrics.sightings_skipped.labels(reason="invalid").inc()
+            return
+        matcher = self.follower.current()
+        if matcher.number_allowlisted(sighting.number, now_ms()):
+            self.metrics.sightings_skipped.labels(reason="allowlisted").inc()
+            return
+        key = sighting.number.encode()
+        raw = table.get(key)
+        state = NumberState.from_dict(None if raw is None else orjson.loads(raw))
+        decision = observe(state, sighting, ts_ms, self.policy)
+        if decision.discovery is not None:
+            now = now_ms()
+            indicator = discovered_indicator(decision.discovery, now, self.policy)
+            alert_key, alert = discovery_alert(
+                decision.discovery,
+                sighting,
+                source=source,
+                indicator=indicator,
+                indicator_version=self.follower.version or 0,
+                emitted_ms=now,
+            )
+            sent = await self.app.producer.send(
+                self.alerts_topic, alert_key, alert.to_json(), None, None, None
+            )
+            await sent  # acknowledged by the broker before the sighting is
+            if self.add_indicators:
+                await self._upsert(indicator)
+            self.metrics.discovered.inc()
+            self.metrics.alerts.labels(rule=alert.rule, severity=alert.severity).inc()
+            log.info("discovered %s: %s", sighting.number, decision.discovery.to_dict())
+        if decision.state != state:
+            table[key] = orjson.dumps(decision.state.to_dict())
+
+    async def _upsert(self, indicator: Any) -> None:
+        while True:  # Redis down: wait for it, the sighting stays unacked meanwhile
+            try:
+                await asyncio.to_thread(self.store.upsert, [indicator])
+                return
+            except ScamwatchError as exc:
+                if not getattr(exc, "retriable", False):
+                    raise
+                log.warning("adding discovered %s failed (%r): retrying", indicator.value, exc)
+                await asyncio.sleep(STORE_RETRY_SECONDS)
+
+
+def discover_agent(
+    app: faust.App,
+    settings: Settings,
+    *,
+    partitions: int,
+    follower: IndicatorFollower,
+    store: IndicatorStore,
+    metrics: WorkerMetrics,
+) -> None:
+    """Register the ``discover`` agent and its table on ``app`` (both data paths)."""
+    table = app.Table(
+        TABLE_NAME,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=partitions,
+        help="distinct exposed subscribers per sighted number (engine.core.discovery)",
+    )
+    discoverer = Discoverer(app, settings, follower=follower, store=store, metrics=metrics)
+    topic = app.topic(settings.topics.sightings, acks=True, key_type=bytes, value_type=bytes)
+
+    async def discover(sightings: Any) -> None:
+        async for event in sightings.noack().events():
+            await discoverer.handle(table, event.message)
+            event.ack()
+
+    app.agent(topic, name=AGENT_NAME)(discover)

@@ -160,6 +160,12 @@ class WorkerMetrics:
             "committed).",
             registry=r,
         )
+        self.hunt_events = Counter(
+            "scamwatch_hunt_events",
+            "Retained input events read by retro-hunts, by stream.",
+            ["stream"],
+            registry=r,
+        )
         # the partitions a host's processes hold together
         self.assigned_partitions = _gauge(
             "scamwatch_assigned_partitions",
@@ -190,6 +196,7 @@ class WorkerMetrics:
         for stream in ("calls", "web"):
             for outcome in OUTCOMES:
                 self.events.labels(stream=stream, outcome=outcome)
+            self.hunt_events.labels(stream=stream)
         for type_ in IndicatorType:
             self.indicators.labels(type=type_.value)
         self.store_up.set(0)

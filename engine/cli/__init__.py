@@ -55,9 +55,9 @@ def _root(
 
 
 def _register() -> None:
-    from engine.cli import indicators, scan, stack, stream, worker
+    from engine.cli import hunt, indicators, scan, stack, stream, worker
 
-    for module in (stack, indicators, scan, stream, worker):
+    for module in (stack, indicators, scan, hunt, stream, worker):
         module.register(app)
 
 

@@ -24,7 +24,7 @@ from engine.core.deadletter import PROCESSING_ERROR, build_deadletter, describe_
 from engine.core.events import CallEvent, decode_record, event_copy
 from engine.core.matcher import Matcher
 from engine.core.models import SourcePosition, Stream, now_ms
-from engine.core.records import Alert, DeadLetter
+from engine.core.records import Alert, DeadLetter, Hunt
 from engine.errors import DecodeError
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,11 @@ class RecordProcessor:
         max_record_bytes: int | None = None,
         max_output_bytes: int | None = None,
         clock: Callable[[], int] = now_ms,
+        hunt: Hunt | None = None,
     ) -> None:
         self._matcher = matcher
+        # a retro-hunt's processor stamps every alert ``retro: true`` and its ``hunt``
+        self._hunt = hunt
         self._alerts_topic = alerts_topic
         self._deadletter_topic = deadletter_topic
         self._max_bytes = max_record_bytes
@@ -123,6 +126,8 @@ class RecordProcessor:
                 indicator_version=matcher.version,
                 emitted_ms=now,
             )
+            if self._hunt is not None:
+                alerts = [replace(a, retro=True, hunt=self._hunt) for a in alerts]
             alert_kafka_key = alert_key(event.partner_id, event.subscriber_id, event.event_id)
             outputs = tuple(
                 Output(self._alerts_topic, alert_kafka_key, self._encode_alert(a, len(data)))

@@ -181,7 +181,7 @@ def _indicators(
 
     from engine.store.redis import RedisStore
 
-    redis = RedisStore.from_url(settings.redis.url.get_secret_value(), prefix=settings.redis.prefix)
+    redis = RedisStore.from_settings(settings.redis)
     if indicators_since is None:
         snapshot = redis.snapshot()
         return HuntIndicators(snapshot, "all", f"Redis (version {snapshot.version})")

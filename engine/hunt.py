@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from engine.core.models import ChangeSet, Indicator, IndicatorType, SourcePosition, Stream
 from engine.core.processor import Output, RecordProcessor
 from engine.errors import TransportError
+from engine.kafka_io import check_connection
 from engine.settings import KafkaSettings
 
 # namespace of hunt ids: uuid5 over the hunt's parameters
@@ -240,6 +241,7 @@ async def run_hunt(
     the events read (the ``scamwatch_hunt_events_total`` metric)."""
     summary = HuntSummary()
     started = time.monotonic()
+    await check_connection(kafka)  # a refused password or certificate: the setting to fix
     consumer = make_consumer(kafka)
     try:
         await consumer.start()

@@ -1,4 +1,4 @@
-"""The matcher: an immutable index of one indicator snapshot that turns an event into matches.
+"""The matcher: an index of the indicator set that turns an event into matches.
 
 Equality questions are plain dict lookups (E.164 numbers, every label suffix of a host,
 phone prefixes tried at each length that exists, URL paths at each length that exists for
@@ -27,6 +27,17 @@ Allowlist: a number equal to an allowlisted ``phone`` or under an allowlisted
 ``phone_prefix``, a host under an allowlisted ``domain``, a URL under an allowlisted
 ``url``/``domain`` never produces a match in that field; an allowlisted ``keyword`` never
 matches. Allowlist entries past their validity window no longer apply.
+
+Live updates: a matcher is built once from a snapshot (:meth:`Matcher.build`, seconds for
+1M) and then follows the store's change log in place (:meth:`Matcher.prepare` then
+:meth:`Matcher.apply`), at a cost proportional to the change, not to the indicator set. This
+replaces the former "immutable, swapped whole" invariant with: the matcher is changed only
+by :meth:`Matcher.apply`, on the thread that matches (the worker's event loop), between two
+events, so every event is still matched wholly before or wholly after a change set. The
+keyword automaton is the one index that is not edited: when keywords are added or removed,
+:meth:`Matcher.prepare` builds a new one (off the event loop) and :meth:`Matcher.apply`
+swaps the reference. The per-host caches are emptied when what they hold changes (any
+``domain`` change empties the domain cache, a new automaton the host keyword cache).
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
 from urllib.parse import unquote
@@ -42,6 +54,7 @@ import ahocorasick
 
 from engine.core.events import CallEvent, WebEvent
 from engine.core.models import (
+    ChangeSet,
     Indicator,
     IndicatorSnapshot,
     IndicatorType,
@@ -80,6 +93,7 @@ _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 _EMPTY = Verdict()
 _V = TypeVar("_V")
+_K = TypeVar("_K")
 
 
 def numbers_in_text(text: str, region: str) -> list[tuple[str, str]]:
@@ -206,13 +220,27 @@ class _Collector:
             self.matches.append(Match(rule, field, observed, normalized, ind))
 
 
+# the keyword table and its automaton, as a change set leaves them (see Matcher.prepare)
+KeywordIndex = tuple[dict[str, Indicator], ahocorasick.Automaton]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChanges:
+    """A change set made ready for :meth:`Matcher.apply` by :meth:`Matcher.prepare`."""
+
+    changes: ChangeSet
+    keywords: KeywordIndex | None  # None: no keyword is added or removed, the automaton stays
+
+
 class Matcher:
-    """An immutable index of one :class:`IndicatorSnapshot`; build it off the hot path."""
+    """The index of an indicator set: built from a snapshot off the hot path, then changed
+    only by :meth:`apply` between events (see the module docstring)."""
 
     __slots__ = (
         "_allow_domains",
         "_allow_keywords",
         "_allow_phones",
+        "_allow_prefix_length_counts",
         "_allow_prefix_lengths",
         "_allow_prefixes",
         "_allow_url_lengths",
@@ -226,6 +254,7 @@ class Matcher:
         "_keywords",
         "_phones",
         "_prefix_heads",
+        "_prefix_length_counts",
         "_prefix_lengths",
         "_prefixes",
         "_url_lengths",
@@ -243,6 +272,7 @@ class Matcher:
 
         self._phones = by_type[IndicatorType.PHONE]
         self._prefixes = by_type[IndicatorType.PHONE_PREFIX]
+        self._prefix_length_counts = _length_counts(self._prefixes)
         self._prefix_lengths = _lengths(self._prefixes)
         self._prefix_heads = _heads(self._prefixes)
         self._domains = by_type[IndicatorType.DOMAIN]
@@ -252,6 +282,7 @@ class Matcher:
 
         self._allow_phones = allow[IndicatorType.PHONE]
         self._allow_prefixes = allow[IndicatorType.PHONE_PREFIX]
+        self._allow_prefix_length_counts = _length_counts(self._allow_prefixes)
         self._allow_prefix_lengths = _lengths(self._allow_prefixes)
         self._allow_domains = allow[IndicatorType.DOMAIN]
         self._allow_urls, self._allow_url_lengths = _url_index(allow[IndicatorType.URL])
@@ -263,9 +294,9 @@ class Matcher:
         self._frozen = True
 
     def __setattr__(self, name: str, value: object) -> None:
-        # immutable once built: workers swap whole matchers, never edit one in place
+        # once built, only apply() changes a matcher (through object.__setattr__)
         if getattr(self, "_frozen", False):
-            raise AttributeError(f"a built Matcher is immutable (tried to set {name!r})")
+            raise AttributeError(f"a built Matcher is immutable but for apply() ({name!r})")
         object.__setattr__(self, name, value)
 
     @classmethod
@@ -285,6 +316,127 @@ class Matcher:
             IndicatorType.KEYWORD: self._keywords.values(),
         }
         return {t: sum(1 for i in inds if i.is_active(at)) for t, inds in held.items()}
+
+    # -- live updates ----------------------------------------------------------------------
+
+    def prepare(self, changes: ChangeSet) -> PreparedChanges:
+        """Make ``changes`` ready for :meth:`apply`. When they add or remove a keyword
+        indicator this builds the new keyword automaton (seconds for a huge keyword list):
+        call it off the event loop. It only reads the matcher, which may go on matching."""
+        keywords: dict[str, Indicator] | None = None
+        for change in changes.changes:
+            ind = change.indicator
+            if change.allowlist or ind.type is not IndicatorType.KEYWORD:
+                continue
+            if keywords is None:
+                keywords = dict(self._keywords)
+            if change.op == "remove":
+                keywords.pop(ind.value, None)
+            else:
+                keywords[ind.value] = ind
+        if keywords is None or keywords.keys() == self._keywords.keys():
+            return PreparedChanges(changes, None)  # the automaton finds the same words
+        return PreparedChanges(changes, (keywords, _automaton(keywords)))
+
+    def apply(
+        self, prepared: PreparedChanges, at_ms: int | None = None
+    ) -> dict[IndicatorType, int]:
+        """Apply a prepared change set to this matcher's indexes in place, in the change
+        log's order (an upsert replaces the entry of its (type, value), a remove drops it):
+        afterwards the matcher answers as one built from the snapshot the changes lead to.
+        Costs what changed, not what is held (a new shortest phone prefix re-cuts the prefix
+        heads: the one step that walks a whole table, and it is rare). Call it on the thread
+        that matches, between events; ``prepared`` must come from :meth:`prepare` of this
+        matcher as it is now. Returns, by type, how many more indicators are active now (or
+        at ``at_ms``) than before, for the ``scamwatch_indicators`` gauge."""
+        changes = prepared.changes
+        if changes.from_version != self.version:
+            raise ValueError(
+                f"changes from version {changes.from_version} do not follow the matcher's "
+                f"version {self.version}"
+            )
+        at = now_ms() if at_ms is None else at_ms
+        before: dict[tuple[IndicatorType, str], Indicator | None] = {}
+        domains_changed = False
+        for change in changes.changes:
+            ind = change.indicator
+            upsert = None if change.op == "remove" else ind
+            if not change.allowlist:
+                if ind.key not in before:
+                    before[ind.key] = self._held(ind.type, ind.value)
+                domains_changed = domains_changed or ind.type is IndicatorType.DOMAIN
+            if ind.type is IndicatorType.KEYWORD and not change.allowlist:
+                if prepared.keywords is None:  # no word added or removed: entries replaced
+                    _table_put(self._keywords, ind.value, upsert)
+            else:
+                self._apply_one(change.allowlist, ind, upsert)
+        set_ = object.__setattr__
+        if prepared.keywords is not None:
+            table, automaton = prepared.keywords
+            set_(self, "_keywords", table)
+            set_(self, "_keyword_automaton", automaton)  # one reference: old or new words
+            set_(self, "_host_keyword_cache", {})
+        if domains_changed:
+            set_(self, "_domain_cache", {})
+        set_(self, "version", changes.to_version)
+        deltas = dict.fromkeys(IndicatorType, 0)
+        for (type_, value), old in before.items():
+            new = self._held(type_, value)
+            deltas[type_] += _active(new, at) - _active(old, at)
+        return deltas
+
+    def update(self, changes: ChangeSet, at_ms: int | None = None) -> dict[IndicatorType, int]:
+        """:meth:`prepare` and :meth:`apply` on the calling thread (tests, scripts)."""
+        return self.apply(self.prepare(changes), at_ms)
+
+    def _held(self, type_: IndicatorType, value: str) -> Indicator | None:
+        """The indicator (not the allowlist entry) held for (type, value), active or not."""
+        if type_ is IndicatorType.URL:
+            host, tail, _ = _url_key(value)
+            entry = self._urls.get(host, {}).get(tail)
+            return None if entry is None else entry[0]
+        table = {
+            IndicatorType.PHONE: self._phones,
+            IndicatorType.PHONE_PREFIX: self._prefixes,
+            IndicatorType.DOMAIN: self._domains,
+            IndicatorType.KEYWORD: self._keywords,
+        }[type_]
+        return table.get(value)
+
+    def _apply_one(self, allowlist: bool, ind: Indicator, upsert: Indicator | None) -> None:
+        """One change to one table (a keyword indicator is handled by apply)."""
+        set_ = object.__setattr__
+        value = ind.value
+        if ind.type is IndicatorType.PHONE:
+            _table_put(self._allow_phones if allowlist else self._phones, value, upsert)
+        elif ind.type is IndicatorType.DOMAIN:
+            _table_put(self._allow_domains if allowlist else self._domains, value, upsert)
+        elif ind.type is IndicatorType.KEYWORD:  # the allowlist: checked per event
+            _table_put(self._allow_keywords, value, upsert)
+        elif ind.type is IndicatorType.URL:
+            index, lengths = (
+                (self._allow_urls, self._allow_url_lengths)
+                if allowlist
+                else (self._urls, self._url_lengths)
+            )
+            _url_put(index, lengths, value, upsert)
+        elif allowlist:  # phone_prefix
+            counts = self._allow_prefix_length_counts
+            if _prefix_put(self._allow_prefixes, counts, value, upsert):
+                set_(self, "_allow_prefix_lengths", tuple(sorted(counts, reverse=True)))
+        else:
+            counts = self._prefix_length_counts
+            added = _table_put(self._prefixes, value, upsert)
+            if added == 0:
+                return
+            if _count_length(counts, len(value), added):
+                set_(self, "_prefix_lengths", tuple(sorted(counts, reverse=True)))
+            shortest, heads = self._prefix_heads
+            if not self._prefixes or len(value) < shortest or shortest not in counts:
+                # the first key, a new shortest length, or the last key of the shortest one
+                set_(self, "_prefix_heads", _heads(self._prefixes))
+            else:
+                _count_key(heads, value[:shortest], added)
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -484,18 +636,30 @@ def _by_type(entries: Iterable[Indicator]) -> dict[IndicatorType, dict[str, Indi
     return tables
 
 
+def _length_counts(table: Mapping[str, object]) -> dict[int, int]:
+    """Key length → how many keys have it (what a live update keeps :func:`_lengths` by)."""
+    counts: dict[int, int] = {}
+    for key in table:
+        counts[len(key)] = counts.get(len(key), 0) + 1
+    return counts
+
+
 def _lengths(table: Mapping[str, object]) -> tuple[int, ...]:
     """Distinct key lengths, longest first (a prefix lookup tries only these)."""
     return tuple(sorted({len(k) for k in table}, reverse=True))
 
 
-def _heads(table: Mapping[str, object]) -> tuple[int, frozenset[str]]:
+def _heads(table: Mapping[str, object]) -> tuple[int, dict[str, int]]:
     """The shortest key length and the keys cut to it: a number whose start is not among
-    them starts with no key (one set lookup instead of one dict lookup per length)."""
+    them starts with no key (one lookup instead of one dict lookup per length). Each head
+    counts the keys it cuts, so a live update can add and drop keys one at a time."""
     if not table:
-        return 0, frozenset()
+        return 0, {}
     shortest = min(len(k) for k in table)
-    return shortest, frozenset(k[:shortest] for k in table)
+    heads: dict[str, int] = {}
+    for key in table:
+        heads[key[:shortest]] = heads.get(key[:shortest], 0) + 1
+    return shortest, heads
 
 
 def _suffix_lookup(
@@ -570,16 +734,82 @@ def _url_index(
     """host → {":port/path?query" after the host → entry}, and the tail lengths per host."""
     index: dict[str, dict[str, _UrlEntry]] = {}
     for value, ind in urls.items():
-        hostport, _, _ = value.partition("/")
-        hostport = hostport.partition("?")[0]
-        host = strip_port(hostport)
-        tail = value[len(host) :]
-        bounded = not ("/" in tail or "?" in tail)
+        host, tail, bounded = _url_key(value)
         index.setdefault(host, {})[tail] = (ind, bounded)
     lengths = {
         h: tuple(sorted({len(t) for t in tails}, reverse=True)) for h, tails in index.items()
     }
     return index, lengths
+
+
+def _url_key(value: str) -> tuple[str, str, bool]:
+    """A ``url`` indicator's place in the URL index: host, the tail after it, bounded."""
+    hostport, _, _ = value.partition("/")
+    host = strip_port(hostport.partition("?")[0])
+    tail = value[len(host) :]
+    return host, tail, not ("/" in tail or "?" in tail)
+
+
+def _table_put(table: dict[str, Indicator], value: str, upsert: Indicator | None) -> int:
+    """Set (``upsert``) or drop (None) one entry: +1 a key added, -1 a key dropped, else 0."""
+    if upsert is None:
+        return -1 if table.pop(value, None) is not None else 0
+    added = value not in table
+    table[value] = upsert
+    return 1 if added else 0
+
+
+def _count_key(counts: dict[_K, int], key: _K, delta: int) -> bool:
+    """Add ``delta`` to a count, dropping it at zero; True when the key appeared or went."""
+    if delta == 0:
+        return False
+    count = counts.get(key, 0) + delta
+    if count > 0:
+        counts[key] = count
+        return count == delta
+    counts.pop(key, None)
+    return True
+
+
+def _count_length(counts: dict[int, int], length: int, delta: int) -> bool:
+    return _count_key(counts, length, delta)
+
+
+def _prefix_put(
+    table: dict[str, Indicator], counts: dict[int, int], value: str, upsert: Indicator | None
+) -> bool:
+    """One allowlist phone prefix change; True when the set of key lengths changed."""
+    return _count_length(counts, len(value), _table_put(table, value, upsert))
+
+
+def _url_put(
+    index: dict[str, dict[str, _UrlEntry]],
+    lengths: dict[str, tuple[int, ...]],
+    value: str,
+    upsert: Indicator | None,
+) -> None:
+    """One change to a URL index; a host's tail lengths are recounted from its own tails
+    (only when a length may have come or gone)."""
+    host, tail, bounded = _url_key(value)
+    tails = index.get(host)
+    if upsert is None:
+        if tails is None or tails.pop(tail, None) is None:
+            return
+        if not tails:
+            del index[host], lengths[host]
+            return
+    else:
+        if tails is None:
+            tails = index[host] = {}
+        added = tail not in tails
+        tails[tail] = (upsert, bounded)
+        if not added or len(tail) in lengths.get(host, ()):
+            return
+    lengths[host] = tuple(sorted({len(t) for t in tails}, reverse=True))
+
+
+def _active(ind: Indicator | None, at_ms: int) -> int:
+    return 1 if ind is not None and ind.is_active(at_ms) else 0
 
 
 def _url_hits(

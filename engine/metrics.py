@@ -49,6 +49,7 @@ LATENCY_BUCKETS = (
     300.0,
 )
 # a few indicators build in milliseconds, a million in ~10 s
+UPDATE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BUILD_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 
 OUTCOMES = ("matched", "clean", "deadletter")
@@ -137,9 +138,22 @@ class WorkerMetrics:
             buckets=BUILD_BUCKETS,
             registry=r,
         )
+        self.update_seconds = Histogram(
+            "scamwatch_matcher_update_seconds",
+            "Time the event loop spent applying one batch of indicator changes to the matcher "
+            "in place (a new keyword automaton is built before, in a thread).",
+            buckets=UPDATE_BUCKETS,
+            registry=r,
+        )
+        self.changes_applied = Counter(
+            "scamwatch_matcher_changes_applied",
+            "Indicator changes applied to the matcher in place.",
+            registry=r,
+        )
         self.swaps = Counter(
             "scamwatch_matcher_swaps",
-            "Matchers swapped in after an indicator change (the first load included).",
+            "New matcher versions put in use after an indicator change: full builds swapped in "
+            "and in-place updates (the first load included).",
             registry=r,
         )
         self.snapshot_reloads = Counter(

@@ -1,17 +1,22 @@
 """Follows the indicator store and keeps a current :class:`Matcher` for the record handlers.
 
-The worker never asks the store per event. It loads a snapshot at start, then polls the
-store's version (one cheap GET) every ``poll_interval`` seconds; on a change it reads the
-change log, applies it to its in-memory copy, builds a new matcher in a thread and swaps the
-reference. Handlers read :attr:`IndicatorFollower.matcher` once per event, so a swap drops
-nothing: an event is matched wholly against the old or wholly against the new matcher.
+The worker never asks the store per event. It loads a snapshot at start (a matcher built in
+a thread and swapped in), then polls the store's version (one cheap GET) every
+``poll_interval`` seconds; on a change it reads the change log since its version (every
+change since the last poll: one batch) and applies it to the matcher in place
+(:meth:`Matcher.prepare` in a thread, which builds a new keyword automaton only when
+keywords come or go, then :meth:`Matcher.apply` on the event loop): the cost of what
+changed, not of a rebuild. Handlers match on the event loop too, so an event is matched
+wholly before or wholly after a batch. A full build and swap happens only at start, when
+the change log no longer reaches back, after an outage, or when an update fails.
 
 If the store cannot be reached the worker keeps matching on the last matcher, reports it
 (``scamwatch_indicator_store_up`` 0, one warning per outage) and resyncs when it is back.
 
 A matcher of a million indicators is millions of Python objects: left to the cyclic garbage
 collector, every full collection walks them all and pauses the event loop for hundreds of
-ms. :class:`FrozenHeap` moves them out of its way after each swap (``benchmarks/bench_gc.py``).
+ms. :class:`FrozenHeap` moves them out of its way after each swap or in-place update
+(``benchmarks/bench_gc.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from engine.core.matcher import Matcher
-from engine.core.models import ChangeSet, Indicator, IndicatorSnapshot, IndicatorType
+from engine.core.models import ChangeSet, IndicatorSnapshot, IndicatorType
 from engine.errors import ScamwatchError
 from engine.metrics import WorkerMetrics
 from engine.store.base import IndicatorStore
@@ -32,7 +37,6 @@ from engine.store.base import IndicatorStore
 log = logging.getLogger(__name__)
 
 MatcherBuilder = Callable[[IndicatorSnapshot, str], Matcher]
-_Key = tuple[IndicatorType, str]
 
 
 def _build(snapshot: IndicatorSnapshot, default_region: str) -> Matcher:
@@ -71,7 +75,8 @@ class FrozenHeap:
                 gc.enable()
 
     def after_swap(self) -> None:
-        """Freeze what is alive (no walk: ``gc.freeze`` only moves the generations' lists)."""
+        """Freeze what is alive (no walk: ``gc.freeze`` only moves the generations' lists).
+        Also after an in-place update, so the indicators it added join the matcher there."""
         gc.freeze()
         if self._baseline is None or gc.get_freeze_count() > self._growth * self._baseline:
             self.full_pass()
@@ -110,8 +115,7 @@ class IndicatorFollower:
         self._poll_interval = poll_interval
         self._build = build
         self._heap = heap if heap is not None else FrozenHeap()
-        # (allowlist?) -> (type, value) -> indicator: the copy changes are applied to
-        self._entries: dict[bool, dict[_Key, Indicator]] = {False: {}, True: {}}
+        self._counts: dict[IndicatorType, int] = {}  # what the scamwatch_indicators gauge says
         self._version: int | None = None  # None until a snapshot was loaded
         self._store_up: bool | None = None
         self.matcher: Matcher = build(IndicatorSnapshot(version=0), default_region)
@@ -194,25 +198,42 @@ class IndicatorFollower:
         snapshot = await asyncio.to_thread(self._store.snapshot)
         self._set_up(True)
         self._metrics.snapshot_reloads.inc()
-        self._entries = {
-            False: {ind.key: ind for ind in snapshot.indicators},
-            True: {ind.key: ind for ind in snapshot.allowlist},
-        }
         await self._swap(snapshot)
 
     async def _apply(self, changes: ChangeSet) -> None:
-        for change in changes.changes:
-            entries = self._entries[change.allowlist]
-            if change.op == "remove":
-                entries.pop(change.indicator.key, None)
-            else:
-                entries[change.indicator.key] = change.indicator
-        snapshot = IndicatorSnapshot(
-            version=changes.to_version,
-            indicators=tuple(self._entries[False].values()),
-            allowlist=tuple(self._entries[True].values()),
+        """Apply one batch of changes to the current matcher in place (see the module
+        docstring); if that fails, build afresh from a snapshot."""
+        matcher = self.matcher
+        try:
+            # only reads the matcher; builds a new keyword automaton if keywords come or go
+            prepared = await asyncio.to_thread(matcher.prepare, changes)
+            started = time.perf_counter()
+            deltas = matcher.apply(prepared)  # on the event loop: between two events
+            elapsed = time.perf_counter() - started
+        except Exception:
+            # a half-applied batch must not stay in use: the snapshot replaces it
+            log.exception("applying changes to the matcher failed; reloading the snapshot")
+            await self._reload()
+            return
+        previous = self._version
+        self._version = changes.to_version
+        self._heap.after_swap()  # what the update added is frozen with the rest
+        m = self._metrics
+        m.update_seconds.observe(elapsed)
+        m.changes_applied.inc(len(changes.changes))
+        m.swaps.inc()
+        m.indicator_version.set(changes.to_version)
+        for type_, delta in deltas.items():
+            count = self._counts[type_] = self._counts.get(type_, 0) + delta
+            if delta:
+                m.indicators.labels(type=type_.value).set(count)
+        log.info(
+            "matcher v%s -> v%s updated in place: %d changes in %.4f s",
+            previous,
+            changes.to_version,
+            len(changes.changes),
+            elapsed,
         )
-        await self._swap(snapshot)
 
     def _build_and_count(
         self, snapshot: IndicatorSnapshot
@@ -235,6 +256,7 @@ class IndicatorFollower:
         m.build_seconds.observe(elapsed)
         m.swaps.inc()
         m.indicator_version.set(snapshot.version)
+        self._counts = dict(counts)
         for type_, count in counts.items():
             m.indicators.labels(type=type_.value).set(count)
         log.info(

@@ -90,7 +90,7 @@ async def test_load_then_follow_additions_and_removals() -> None:
     store.upsert([OTHER])
     before = follower.current()
     assert await follower.poll_once()
-    assert follower.current() is not before
+    assert follower.current() is before  # updated in place, not rebuilt
     assert matches(follower, "+1 888 555 0123")
     assert gauge(metrics, "scamwatch_indicator_version") == 2
     assert gauge(metrics, "scamwatch_indicators", type="phone") == 2
@@ -101,6 +101,10 @@ async def test_load_then_follow_additions_and_removals() -> None:
     assert matches(follower, "+1 888 555 0123")
     assert gauge(metrics, "scamwatch_matcher_swaps_total") == 3
     assert gauge(metrics, "scamwatch_snapshot_reloads_total") == 1
+    assert gauge(metrics, "scamwatch_indicators", type="phone") == 1
+    assert gauge(metrics, "scamwatch_matcher_changes_applied_total") == 2
+    assert gauge(metrics, "scamwatch_matcher_update_seconds_count") == 2
+    assert gauge(metrics, "scamwatch_matcher_build_seconds_count") == 1  # the load only
 
 
 async def test_change_log_no_longer_reaching_back_reloads_the_snapshot() -> None:
@@ -155,8 +159,42 @@ async def test_store_down_at_start_starts_empty_and_loads_when_it_answers() -> N
     assert matches(follower, "+18005550199")
 
 
-async def test_a_failing_build_keeps_the_current_matcher() -> None:
+async def test_changes_arriving_together_are_applied_as_one_batch() -> None:
     store = FlakyStore()
+    metrics = WorkerMetrics()
+    follower = IndicatorFollower(store, metrics=metrics)
+    assert await follower.load(wait_seconds=1)
+    store.upsert([SCAM])
+    store.upsert([OTHER])
+    store.upsert([Indicator(IndicatorType.DOMAIN, "evil.com")], allowlist=True)
+    assert await follower.poll_once()
+    assert follower.version == 3
+    assert matches(follower, "+18005550199") and matches(follower, "+18885550123")
+    assert gauge(metrics, "scamwatch_matcher_changes_applied_total") == 3
+    assert gauge(metrics, "scamwatch_matcher_update_seconds_count") == 1
+    assert gauge(metrics, "scamwatch_indicators", type="phone") == 2
+
+
+async def test_a_failing_update_reloads_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FlakyStore()
+    metrics = WorkerMetrics()
+    follower = IndicatorFollower(store, metrics=metrics)
+    assert await follower.load(wait_seconds=1)
+    first = follower.current()
+
+    def broken(self: Matcher, prepared: object, at_ms: int | None = None) -> None:
+        raise RuntimeError("a bug half way through")
+
+    monkeypatch.setattr(Matcher, "apply", broken)
+    store.upsert([SCAM])
+    assert await follower.poll_once()
+    assert follower.current() is not first  # the possibly half-updated matcher is retired
+    assert matches(follower, "+18005550199")
+    assert gauge(metrics, "scamwatch_snapshot_reloads_total") == 2
+
+
+async def test_a_failing_build_keeps_the_current_matcher() -> None:
+    store = FlakyStore(change_log_size=1)  # so that the follower rebuilds on a change
     store.upsert([SCAM])
     calls = {"n": 0}
 
@@ -169,6 +207,8 @@ async def test_a_failing_build_keeps_the_current_matcher() -> None:
     follower = IndicatorFollower(store, metrics=WorkerMetrics(), build=build)
     assert await follower.load(wait_seconds=1)
     store.upsert([OTHER])
+    # the log no longer reaches back: a reload, a build
+    store.upsert([Indicator(IndicatorType.PHONE, "+18885550124", sources=("feed",))])
     assert not await follower.poll_once()  # the build failed
     assert matches(follower, "+18005550199") and not matches(follower, "+18885550123")
     assert await follower.poll_once()  # next poll tries again

@@ -40,8 +40,8 @@ def unfrozen() -> Iterator[None]:
     gc.unfreeze()  # leave the test process as it was
 
 
-def store_with(n: int) -> MemoryStore:
-    store = MemoryStore()
+def store_with(n: int, change_log_size: int = 100_000) -> MemoryStore:
+    store = MemoryStore(change_log_size)
     store.upsert(
         [Indicator(IndicatorType.PHONE, f"+1800555{i:04d}", sources=("f",)) for i in range(n)]
     )
@@ -64,17 +64,36 @@ async def test_a_swap_freezes_the_new_matcher() -> None:
 
 
 async def test_the_retired_matcher_is_freed_at_the_swap() -> None:
-    store = store_with(50)
+    store = store_with(50, change_log_size=1)
     follower = IndicatorFollower(store, metrics=WorkerMetrics(), build=build_tracked)
     await follower.load(1)
     first = weakref.ref(follower.matcher)
-    store.upsert([Indicator(IndicatorType.PHONE, "+18885550123", sources=("f",))])
+    for i in range(2):  # past the change log: a full build and swap, not an update
+        store.upsert([Indicator(IndicatorType.PHONE, f"+1888555{i:04d}", sources=("f",))])
     assert await follower.poll_once()
     assert follower.matcher is not first()
     # no gc.collect() here: freezing must not keep it, its reference count frees it
     assert first() is None
     await follower.poll_once()
     assert first() is None
+
+
+async def test_an_in_place_update_keeps_the_matcher_and_what_it_added_frozen() -> None:
+    gc.unfreeze()
+    store = store_with(50)
+    follower = IndicatorFollower(store, metrics=WorkerMetrics())
+    await follower.load(1)
+    matcher = follower.matcher
+    added = Indicator(IndicatorType.PHONE, "+18885550123", sources=("f", "g"))
+    store.upsert([added])
+    assert await follower.poll_once()
+    assert follower.matcher is matcher
+    assert gc.isenabled()  # an update never leaves the collector off
+    held = matcher._phones["+18885550123"]
+    assert held == added
+    # neither the matcher nor the indicator the update put in it is walked by collections
+    assert not in_collected_generations(matcher)
+    assert not in_collected_generations(held)
 
 
 def test_cyclic_garbage_frozen_in_is_freed_by_the_full_pass() -> None:

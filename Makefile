@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # setup -> tools -> stack -> checks
-.PHONY: tools setup stack stack-down demo test test-cluster lint typecheck unit integration e2e bench clean
+.PHONY: tools setup stack stack-down demo test test-cluster faults lint typecheck unit integration e2e bench clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,11 @@ integration: stack
 test-cluster: stack
 	$(BIN)/pytest tests/integration/test_stack_cluster.py tests/integration/test_redis_cluster.py \
 	  tests/integration/test_redis_secure.py tests/integration/test_secured_stack.py -q
+
+# fault tests: a 3-broker cluster of their own on free ports under 31000, its own Redis, real
+# workers, one fault each (README "Faults and what they cost"); `test` runs them too
+faults: setup
+	$(BIN)/pytest tests/integration/test_faults.py -q -s -rfE --durations=10
 
 e2e: stack
 	$(BIN)/pytest tests/e2e -q

@@ -276,8 +276,7 @@ class TrafficStream:
     async def _produce(self) -> None:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
-            acks="all",
-            enable_idempotence=True,
+            acks="all",  # not idempotent: aiokafka's loses its sequence when batches expire
             linger_ms=5,
             request_timeout_ms=15_000,
             retry_backoff_ms=200,
@@ -289,12 +288,15 @@ class TrafficStream:
             next_tick = time.monotonic()
             while not self._stop.is_set():
                 chunk = self._chunk(i, per_tick)
+                give_up = time.monotonic() + DEADLINE_S
                 while True:
                     try:
                         futures = [await producer.send(t, v, key=k) for t, k, v in chunk]
                         await asyncio.gather(*futures)
                         break
                     except KafkaError:
+                        if time.monotonic() > give_up:
+                            raise
                         self.retries += 1
                         await asyncio.sleep(0.5)
                 self.acked += len(chunk)

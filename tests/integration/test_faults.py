@@ -49,7 +49,7 @@ from engine.core.models import Indicator, IndicatorType, Rule, Stream
 from engine.devtools import stack
 from engine.settings import Settings, load_settings
 from engine.store.redis import RedisStore
-from tests.integration.worker_support import Topics, WorkerProcess, group_lag, total
+from tests.integration.worker_support import Topics, WorkerProcess, group_lag
 
 pytestmark = pytest.mark.stack
 
@@ -419,7 +419,6 @@ class Run:
             extra_env={
                 "SCAMWATCH_KAFKA_BOOTSTRAP": self.cluster.bootstrap,
                 "SCAMWATCH_REDIS_URL": self.redis_url,
-                "SCAMWATCH_TOPIC_SIGHTINGS": f"{self.topics.base}-sightings",
                 "SCAMWATCH_TOPIC_PARTITIONS": str(PARTITIONS),
                 "SCAMWATCH_TOPIC_REPLICATION": str(REPLICATION),
                 **env,
@@ -442,7 +441,7 @@ class Run:
         for w in self.workers:
             if w.proc is not None and w.proc.poll() is None:
                 with contextlib.suppress(OSError):
-                    self._last[id(w)] = total(w.metrics(), "scamwatch_events_total")
+                    self._last[id(w)] = w.metrics().total("scamwatch_events_total")
 
     def wait_processed(self, more_than: float, what: str) -> float:
         """Until the workers together processed more than ``more_than`` inputs."""
@@ -559,7 +558,7 @@ class Run:
         counted = self.processed()
         assert counted >= len(inputs), (counted, len(inputs))
         clean = sum(
-            total(w.metrics(), "scamwatch_events_total", outcome="clean") for w in self.workers
+            w.metrics().total("scamwatch_events_total", outcome="clean") for w in self.workers
         )
         assert clean == 0, f"{clean} scam inputs ended clean: the matcher lost its indicators"
 
@@ -721,12 +720,12 @@ def test_worker_sigkilled_while_a_broker_is_down(run: Run) -> None:
     run.kill(first)
     killed = time.time()
     second = run.worker("w2")  # joins while the broker is still down
-    second.wait_metric(lambda m: total(m, "scamwatch_events_total") > 0, DEADLINE_S)
+    second.wait_metric(lambda m: m.total("scamwatch_events_total") > 0, DEADLINE_S)
     after_kill = run.wait_processed(0, "the new worker, broker still down")
     run.cluster.up()
     run.wait_processed(after_kill + 300, "the new worker, broker back")
     run.settle(f"worker SIGKILLed while broker {leader} down; a new one finishes", killed)
-    assert total(second.metrics(), "scamwatch_events_total") > 0
+    assert second.metrics().total("scamwatch_events_total") > 0
 
 
 def test_redis_stopped_and_started_mid_stream(run: Run, tmp_path: Path) -> None:
@@ -775,7 +774,7 @@ def test_rebalance_second_worker_joins_then_leaves_mid_stream(run: Run) -> None:
         time.sleep(0.3)
     else:
         raise AssertionError(f"the partitions were not shared: {shares}")
-    second.wait_metric(lambda m: total(m, "scamwatch_events_total") > 0, DEADLINE_S)
+    second.wait_metric(lambda m: m.total("scamwatch_events_total") > 0, DEADLINE_S)
     shared = run.wait_processed(before + 300, "two workers")
     left = time.time()
     run.leave(second)

@@ -287,7 +287,7 @@ class WorkerSettings(_Group):
     # web server listens (loopback: nothing outside needs it)
     metrics_bind: str = "0.0.0.0"
     web_bind: str = "127.0.0.1"
-    # how often to poll the indicator store's version (changes live within 2 s)
+    # how often to poll the indicator store's version (a change is live within 1 s)
     indicator_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     # how long to wait for the first snapshot when Redis is down at start; after that it
     # starts with no indicators (loudly) and loads them when Redis answers

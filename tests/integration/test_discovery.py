@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
@@ -153,3 +155,97 @@ def test_an_allowlisted_number_is_never_discovered(stack: Stack) -> None:
         "scamwatch_sightings_skipped_total", reason="allowlisted"
     )
     assert skipped >= 5
+
+
+@pytest.fixture
+def own_stack(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> Iterator[Callable[[str, str], Stack]]:
+    """Starts a worker of its own (topics, group, Redis prefix) with SCAMWATCH_DISCOVERY set."""
+    made: list[tuple[Stack, str]] = []
+
+    def start(mode: str, data_path: str) -> Stack:
+        topics = Topics(f"test-{uuid.uuid4().hex[:12]}")
+        prefix = f"test:{uuid.uuid4().hex[:12]}:"
+        asyncio.run(create_topics(kafka_bootstrap, topics.all, partitions=2))
+        store = RedisStore.from_url(redis_url, prefix=prefix)
+        worker = WorkerProcess(
+            topics,
+            prefix,
+            tmp_path / topics.base,
+            extra_env={"SCAMWATCH_DISCOVERY": mode},
+            data_path=data_path,
+        )
+        stack = Stack(worker, topics, store, kafka_bootstrap)
+        made.append((stack, prefix))
+        worker.start().wait_assigned()
+        return stack
+
+    yield start
+    for stack, prefix in made:
+        stack.worker.kill()
+        changelog = f"{stack.topics.app_id}-scamwatch-discovery-changelog"
+        asyncio.run(delete_topics(kafka_bootstrap, [*stack.topics.all, changelog]))
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def call_to(number: str, i: int) -> tuple[bytes, bytes]:
+    doc = {
+        "event_id": f"call-{i}",
+        "ts": int(time.time() * 1000),
+        "partner_id": "p1",
+        "caller": "+12025550100",
+        "callee": number,
+        "subscriber_id": f"later-{i}",
+    }
+    return b"p1:later", orjson.dumps(doc)
+
+
+@pytest.mark.parametrize("data_path", DATA_PATHS)
+def test_indicator_mode_adds_the_number_and_every_call_to_it_alerts(
+    own_stack: Callable[[str, str], Stack], data_path: str
+) -> None:
+    stack = own_stack("indicator", data_path)
+    number = new_number()
+    before = int(time.time() * 1000)
+    send(stack, [sighting(number, f"s{i}", i) for i in range(3)])
+    (alert,) = discoveries(stack, number, at_least=1)
+    ind = stack.store.get(IndicatorType.PHONE, number)
+    assert ind is not None, stack.worker.log_tail()
+    assert ind.sources == ("scamwatch-discovery",) and ind.tags == ("discovered",)
+    assert ind.confidence == 60
+    assert ind.valid_until is not None
+    ttl_ms = 864_000_000
+    assert before + ttl_ms <= ind.valid_until <= int(time.time() * 1000) + ttl_ms
+    assert alert.json()["matches"][0]["indicator"]["sources"] == ["scamwatch-discovery"]  # type: ignore[index]
+
+    # the worker follows the store: a later call to the number alerts as a known scam number
+    version = stack.store.version()
+    stack.worker.wait_metric(lambda m: m.total("scamwatch_indicator_version") >= version)
+    asyncio.run(produce(stack.bootstrap, stack.topics.calls, [call_to(number, 1)]))
+
+    def callee_alerts(records: list[Read]) -> list[dict[str, object]]:
+        docs = [r.json() for r in records]
+        return [d for d in docs if d["rule"] == "callee_scam_number"]
+
+    got = asyncio.run(
+        read_topic(stack.bootstrap, stack.topics.alerts, until=lambda rs: bool(callee_alerts(rs)))
+    )
+    (hit,) = callee_alerts(got)
+    assert hit["matches"][0]["indicator"]["sources"] == ["scamwatch-discovery"]  # type: ignore[index]
+
+
+def test_off_runs_no_agent(own_stack: Callable[[str, str], Stack]) -> None:
+    stack = own_stack("off", "inline")
+    number = new_number()
+    send(stack, [sighting(number, f"s{i}", i) for i in range(4)])
+    # the worker is up and matching: a clean call is processed
+    asyncio.run(produce(stack.bootstrap, stack.topics.calls, [call_to(new_number(), 2)]))
+    stack.worker.wait_metric(lambda m: m.total("scamwatch_events_total") >= 1)
+    assert discoveries(stack, number) == []
+    lag = asyncio.run(group_lag(stack.bootstrap, stack.topics.app_id, [stack.topics.sightings]))
+    assert sum(lag.values()) == 4  # nothing consumed them

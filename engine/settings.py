@@ -346,6 +346,15 @@ class DiscoverySettings(_Group):
         return v.strip().lower() if isinstance(v, str) else v
 
 
+class ProtectionSettings(_Group):
+    """The live worker's stateful protection: victim journeys and alert suppression."""
+
+    # a web alert exposes its subscriber this long from the web event's ts
+    journey_window_seconds: int = Field(default=1800, ge=1)
+    # alerts of the same key within this are counted, not emitted (0 = off)
+    suppress_seconds: int = Field(default=600, ge=0)
+
+
 class StackSettings(_Group):
     """``scamwatch stack``: where the local Kafka and Redis keep their files."""
 
@@ -365,6 +374,7 @@ class Settings(BaseModel):
     topics: TopicSettings
     processing: ProcessingSettings
     worker: WorkerSettings
+    protection: ProtectionSettings
     stack: StackSettings
     taxii: TaxiiSettings
     discovery: DiscoverySettings
@@ -375,6 +385,7 @@ class Settings(BaseModel):
         "topics": TopicSettings,
         "processing": ProcessingSettings,
         "worker": WorkerSettings,
+        "protection": ProtectionSettings,
         "stack": StackSettings,
         "taxii": TaxiiSettings,
         "discovery": DiscoverySettings,

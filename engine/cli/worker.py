@@ -70,10 +70,14 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     import faust
     import uvloop
 
-    from engine.core.processor import RecordProcessor
+    from engine.core.journey import ExposureTable
+    from engine.core.models import now_ms
+    from engine.core.processor import Protection, RecordProcessor
+    from engine.core.suppression import SuppressionTable
     from engine.metrics import WorkerMetrics
     from engine.store.redis import RedisStore
     from engine.stream.app import Dispatcher, create_app
+    from engine.stream.exposures import ExposureReader
     from engine.stream.fastpath import choose_data_path
     from engine.stream.follower import IndicatorFollower
     from engine.stream.topics import prepare_topics
@@ -109,12 +113,25 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     data_path = choose_data_path(settings.worker.data_path)
     log.info("data path: %s", data_path)
 
+    guard = settings.protection
+    exposures = ExposureReader(
+        settings, ExposureTable(guard.journey_window_seconds * 1000), metrics
+    )
+    # no consuming before the exposures still open are known
+    opened = loop.run_until_complete(exposures.catch_up())
+    log.info("%d exposures open at start (window %d s)", opened, guard.journey_window_seconds)
+    suppression = None
+    if guard.suppress_seconds > 0:
+        suppression = SuppressionTable(guard.suppress_seconds * 1000, now_ms)
+    protection = Protection(exposures.table, settings.topics.sightings, suppression)
+
     processor = RecordProcessor(
         matcher=follower.current,
         alerts_topic=settings.topics.alerts,
         deadletter_topic=settings.topics.deadletter,
         max_record_bytes=settings.processing.max_record_bytes,
         max_output_bytes=settings.processing.max_output_bytes,
+        protection=protection,
     )
     dispatcher = Dispatcher(processor, metrics, on_fatal=lambda exc: None)
     # each worker its own Faust data dir: two on one host must not share state
@@ -131,6 +148,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
         web_port=settings.worker.web_port,
         datadir=datadir,
         data_path=data_path,
+        exposures=exposures,
     )
     if settings.discovery.discovery != "off":
         from engine.stream.discover import discover_agent, prepare_changelog

@@ -492,6 +492,11 @@ class Matcher:
         """Whether ``number`` (E.164) is allowlisted at ``at_ms`` (sightings skip it)."""
         return self._number_allowlisted(number, at_ms)
 
+    @property
+    def default_region(self) -> str:
+        """The region numbers in URLs are read in."""
+        return self._default_region
+
     def _number_allowlisted(self, number: str, at_ms: int) -> bool:
         ind = self._allow_phones.get(number)
         if ind is not None and ind.is_active(at_ms):

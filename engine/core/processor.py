@@ -5,6 +5,13 @@ The record is decoded once (:func:`engine.core.events.decode_record`: the typed 
 typed :class:`~engine.core.records.Alert` / :class:`~engine.core.records.DeadLetter` rendered
 by its own ``to_json``.
 
+The live worker's stateful side (:class:`Protection`, absent in ``scan`` and ``hunt``, which are
+forensic): a call of a subscriber exposed by a web alert (:mod:`engine.core.journey`) adds a
+``victim_journey`` alert when its other party is a scam number, or a sighting when that party
+is unknown; a web alert on a domain/URL indicator sights the unknown numbers in the URL; the
+alerts then pass the suppression table (:mod:`engine.core.suppression`), and the web alerts
+emitted expose their subscriber at once.
+
 Pure (no Kafka, no Redis): the worker's record handler calls :meth:`RecordProcessor.process`
 and sends what it returns. Whatever the input, ``process`` returns an :class:`Outcome`; it never
 raises, so a bad record can neither crash nor stall a worker.
@@ -21,11 +28,21 @@ import orjson
 
 from engine.core.alerts import alert_key, build_alerts
 from engine.core.deadletter import PROCESSING_ERROR, build_deadletter, describe_exception
-from engine.core.events import CallEvent, decode_record, event_copy
-from engine.core.matcher import Matcher
-from engine.core.models import SourcePosition, Stream, now_ms
-from engine.core.records import Alert, DeadLetter, Hunt
-from engine.errors import DecodeError
+from engine.core.events import CallEvent, WebEvent, decode_record, event_copy
+from engine.core.journey import (
+    ExposureTable,
+    call_sighting,
+    journey_alert,
+    other_party_field,
+    page_alert,
+    page_sightings,
+)
+from engine.core.matcher import Matcher, numbers_in_text
+from engine.core.models import Rule, SourcePosition, Stream, Verdict, now_ms
+from engine.core.normalize import normalize_phone
+from engine.core.records import Alert, DeadLetter, Hunt, Sighting
+from engine.core.suppression import SuppressionTable
+from engine.errors import DecodeError, NormalizationError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +86,20 @@ class Outcome:
     unparsed: tuple[str, ...] = ()
     # event ts -> verdict, seconds (None when the record had no readable ts)
     latency_s: float | None = None
+    # the rule of each alert folded by suppression (not in ``outputs``)
+    suppressed: tuple[str, ...] = ()
+    # the kind of each sighting in ``outputs``
+    sightings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Protection:
+    """The live worker's stateful side: the open exposures, where sightings go, and the
+    suppression table (None: suppression off)."""
+
+    exposures: ExposureTable
+    sightings_topic: str
+    suppression: SuppressionTable | None = None
 
 
 class RecordProcessor:
@@ -88,6 +119,7 @@ class RecordProcessor:
         max_output_bytes: int | None = None,
         clock: Callable[[], int] = now_ms,
         hunt: Hunt | None = None,
+        protection: Protection | None = None,
     ) -> None:
         self._matcher = matcher
         # a retro-hunt's processor stamps every alert ``retro: true`` and its ``hunt``
@@ -97,6 +129,7 @@ class RecordProcessor:
         self._max_bytes = max_record_bytes
         self._max_output = max_output_bytes
         self._clock = clock
+        self._protection = protection
 
     def process(
         self, stream: Stream, raw: bytes | None, key: bytes | None, source: SourcePosition
@@ -115,11 +148,14 @@ class RecordProcessor:
                 verdict = matcher.match_call(event, now)
             else:
                 verdict = matcher.match_web(event, now)
-            if not verdict.matches:
+            protection = self._protection
+            if not verdict.matches and (
+                protection is None or not protection.exposures or not isinstance(event, CallEvent)
+            ):
                 return Outcome(stream, "clean", unparsed=verdict.unparsed, latency_s=latency)
             alerts = build_alerts(
                 stream,
-                event_copy(data),  # the input as received, extra fields included
+                event_copy(data) if verdict.matches else {},  # the input as received
                 verdict,
                 event_ts_ms=ts_ms,
                 source=source,
@@ -128,28 +164,97 @@ class RecordProcessor:
             )
             if self._hunt is not None:
                 alerts = [replace(a, retro=True, hunt=self._hunt) for a in alerts]
+            sightings: list[Sighting] = []
+            folded: tuple[str, ...] = ()
+            if protection is not None:
+                alerts, sightings, folded = self._protect(
+                    protection, event, ts_ms, alerts, verdict, matcher, source, now
+                )
             alert_kafka_key = alert_key(event.partner_id, event.subscriber_id, event.event_id)
             outputs = tuple(
                 Output(self._alerts_topic, alert_kafka_key, self._encode_alert(a, len(data)))
                 for a in alerts
             )
+            if sightings and protection is not None:
+                topic = protection.sightings_topic
+                outputs += tuple(Output(topic, s.key, s.to_json()) for s in sightings)
             rules = tuple((a.rule, a.severity) for a in alerts)
         except Exception as exc:
             # a bug or a surprise in matching must not stop the stream: keep the record
             log.exception("processing failed for %s %s", stream.value, source.as_dict())
             error = describe_exception(exc)
             return self._deadletter(stream, raw, key, source, PROCESSING_ERROR, error, now, latency)
-        if not outputs:
-            return Outcome(stream, "clean", unparsed=verdict.unparsed, latency_s=latency)
         return Outcome(
             stream,
-            "matched",
+            "matched" if verdict.matches else "clean",
             outputs=outputs,
             alerts=rules,
             unparsed=verdict.unparsed,
             latency_s=latency,
             alert_records=tuple(alerts),
+            suppressed=folded,
+            sightings=tuple(s.kind for s in sightings),
         )
+
+    def _protect(
+        self,
+        protection: Protection,
+        event: CallEvent | WebEvent,
+        ts_ms: int,
+        alerts: list[Alert],
+        verdict: Verdict,
+        matcher: Matcher,
+        source: SourcePosition,
+        now: int,
+    ) -> tuple[list[Alert], list[Sighting], tuple[str, ...]]:
+        """Journey, sightings and suppression of one event's alerts: the alerts to emit, the
+        sightings, and the rules of the alerts folded."""
+        sightings: list[Sighting] = []
+        if isinstance(event, CallEvent):
+            exposure = (
+                None
+                if event.subscriber_id is None
+                else protection.exposures.find(event.partner_id, event.subscriber_id, ts_ms)
+            )
+            if exposure is not None:
+                journey = None
+                if alerts:
+                    journey = journey_alert(
+                        event,
+                        alerts[0].event,
+                        verdict.matches,
+                        exposure,
+                        event_ts_ms=ts_ms,
+                        source=source,
+                        indicator_version=matcher.version,
+                        emitted_ms=now,
+                    )
+                if journey is not None:
+                    alerts.append(journey)
+                else:
+                    number = _unknown_other_party(event, verdict, matcher, now)
+                    if number is not None:
+                        sightings.append(call_sighting(event, number, exposure, event_ts_ms=ts_ms))
+        else:
+            page = page_alert(alerts)
+            if page is not None and event.url:
+                numbers = _unknown_url_numbers(event.url, verdict, matcher, now)
+                sightings.extend(page_sightings(event, numbers, page, event_ts_ms=ts_ms))
+        folded: tuple[str, ...] = ()
+        table = protection.suppression
+        if table is not None and alerts:
+            emitted: list[Alert] = []
+            for alert in alerts:
+                kept = table.offer(alert)
+                if kept is None:
+                    folded = (*folded, alert.rule)
+                else:
+                    emitted.append(kept)
+            alerts = emitted
+        if isinstance(event, WebEvent) and event.subscriber_id is not None:
+            for alert in alerts:  # a call right after the page, on this worker, sees it
+                protection.exposures.add(alert, now)
+        return alerts, sightings, folded
 
     def _encode_alert(self, alert: Alert, raw_size: int) -> bytes:
         try:
@@ -208,3 +313,34 @@ class RecordProcessor:
             latency_s=latency,
             deadletter=letter,
         )
+
+
+def _unknown_other_party(
+    event: CallEvent, verdict: Verdict, matcher: Matcher, now: int
+) -> str | None:
+    """The call's other party in E.164 when it is a number, no indicator and not allowlisted."""
+    field = other_party_field(event)
+    if any(m.field == field for m in verdict.matches):
+        return None
+    region = event.region.upper() if event.region else matcher.default_region
+    try:
+        number = normalize_phone(event.caller if field == "caller" else event.callee, region)
+    except NormalizationError:
+        return None
+    return None if matcher.number_allowlisted(number, now) else number
+
+
+def _unknown_url_numbers(url: str, verdict: Verdict, matcher: Matcher, now: int) -> list[str]:
+    """The distinct numbers written in ``url`` that are no indicator and not allowlisted."""
+    known = {
+        m.normalized for m in verdict.matches if m.rule is Rule.URL_SCAM_NUMBER and m.field == "url"
+    }
+    unknown: list[str] = []
+    for _, number in numbers_in_text(url, matcher.default_region):
+        if (
+            number not in known
+            and number not in unknown
+            and not matcher.number_allowlisted(number, now)
+        ):
+            unknown.append(number)
+    return unknown

@@ -49,6 +49,7 @@ from engine.core.models import SourcePosition, Stream
 from engine.core.processor import Outcome, RecordProcessor
 from engine.metrics import WorkerMetrics
 from engine.settings import Settings
+from engine.stream.exposures import ExposureReader
 from engine.stream.follower import IndicatorFollower
 
 log = logging.getLogger(__name__)
@@ -294,6 +295,10 @@ class Dispatcher:
             alerts.inc()
         if outcome.reason is not None:
             m.deadletters.labels(stream=stream, reason=outcome.reason).inc()
+        for rule in outcome.suppressed:
+            m.alerts_suppressed.labels(rule=rule).inc()
+        for kind in outcome.sightings:
+            m.sightings.labels(kind=kind).inc()
         for field in outcome.unparsed:
             unparsed = self._unparsed.get((stream, field))
             if unparsed is None:
@@ -452,6 +457,7 @@ def create_app(
     web_port: int,
     datadir: Path,
     data_path: str = "inline",
+    exposures: ExposureReader | None = None,
 ) -> faust.App:
     """A Faust app consuming ``calls`` and ``web`` as raw bytes (decoding is ours: Faust's own
     deserializer logs and drops what it cannot decode), through :class:`InlineTopic` on the
@@ -496,6 +502,13 @@ def create_app(
         await follower.run()
 
     app.task(follow)
+    if exposures is not None:
+        reader = exposures
+
+        async def follow_exposures() -> None:
+            await reader.follow()
+
+        app.task(follow_exposures)
     inputs = {settings.topics.calls, settings.topics.web}
 
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

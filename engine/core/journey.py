@@ -1,0 +1,225 @@
+"""Victim journeys (pure): exposures, the ``victim_journey`` decision and sightings.
+
+A web alert with a ``subscriber_id`` *exposes* ``(partner_id, subscriber_id)`` for the journey
+window from the web event's ``ts`` (:class:`Exposure`). The worker keeps every open exposure of
+the cluster in an :class:`ExposureTable` (fed by its own alerts at once and by the ``alerts``
+topic; see :mod:`engine.stream.exposures`), and the processor asks it, per call of a
+subscriber, whether the subscriber is exposed at the call's ``ts``
+(:meth:`ExposureTable.find`: one dict lookup, no I/O). The table is order-independent: the
+same alerts, in any order, leave the same exposures, so every worker decides alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine import __version__
+from engine.core.alerts import alert_id, match_detail
+from engine.core.events import CallEvent, WebEvent
+from engine.core.models import (
+    IndicatorType,
+    Match,
+    Severity,
+    SourcePosition,
+    StatefulRule,
+    Stream,
+)
+from engine.core.records import Alert, EngineStamp, Journey, MatchedIndicator, Sighting
+from engine.core.timestamps import format_rfc3339, parse_rfc3339
+from engine.errors import ScamwatchError
+
+# web rules whose indicator is the page itself (a domain or URL): its numbers are sighted
+_PAGE_INDICATOR_TYPES = frozenset((str(IndicatorType.DOMAIN), str(IndicatorType.URL)))
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """A subscriber exposed by a web alert, from ``exposed_at_ms`` to ``expires_at_ms``."""
+
+    partner_id: str
+    subscriber_id: str
+    alert_id: str
+    rule: str
+    indicator: MatchedIndicator
+    exposed_at_ms: int  # the web event's ts
+    expires_at_ms: int
+
+    @classmethod
+    def of(cls, alert: Alert, window_ms: int) -> Exposure | None:
+        """The exposure an alert makes: a live web alert with a subscriber and an event
+        time; None for any other (call alerts, retro-hunt alerts, no subscriber)."""
+        if (
+            alert.stream is not Stream.WEB
+            or alert.subscriber_id is None
+            or alert.event_ts is None
+            or alert.retro
+            or not alert.matches
+        ):
+            return None
+        try:
+            exposed_at = parse_rfc3339(alert.event_ts)
+        except ScamwatchError:
+            return None
+        return cls(
+            alert.partner_id,
+            alert.subscriber_id,
+            alert.alert_id,
+            alert.rule,
+            alert.matches[0].indicator,
+            exposed_at,
+            exposed_at + window_ms,
+        )
+
+    def covers(self, at_ms: int) -> bool:
+        return self.exposed_at_ms <= at_ms <= self.expires_at_ms
+
+    def rank(self) -> tuple[int, str]:
+        """The latest exposure wins (between equal times the greatest alert id), so the
+        order in which alerts arrive never changes which one a worker holds."""
+        return (self.exposed_at_ms, self.alert_id)
+
+
+class ExposureTable:
+    """The open exposures, one per subscriber (the latest), dropped once expired."""
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self._open: dict[tuple[str, str], Exposure] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __bool__(self) -> bool:
+        return bool(self._open)
+
+    def add(self, alert: Alert, now_ms: int) -> Exposure | None:
+        """Register the exposure ``alert`` makes (None when it makes none or has expired at
+        ``now_ms``). Adding the same alert again changes nothing."""
+        exposure = Exposure.of(alert, self.window_ms)
+        if exposure is None or exposure.expires_at_ms < now_ms:
+            return None
+        key = (exposure.partner_id, exposure.subscriber_id)
+        held = self._open.get(key)
+        if held is None or exposure.rank() > held.rank():
+            self._open[key] = exposure
+        return exposure
+
+    def find(self, partner_id: str, subscriber_id: str, at_ms: int) -> Exposure | None:
+        """The exposure of the subscriber that covers ``at_ms`` (the call's ts), if any."""
+        exposure = self._open.get((partner_id, subscriber_id))
+        if exposure is None or not exposure.covers(at_ms):
+            return None
+        return exposure
+
+    def expire(self, now_ms: int) -> int:
+        """Drop the exposures expired at ``now_ms``; the number still open."""
+        for key in [k for k, e in self._open.items() if e.expires_at_ms < now_ms]:
+            del self._open[key]
+        return len(self._open)
+
+
+def other_party_field(event: CallEvent) -> str:
+    """The field holding the call's other party: ``caller`` when inbound, else ``callee``."""
+    return "caller" if event.direction == "inbound" else "callee"
+
+
+def journey_alert(
+    event: CallEvent,
+    event_record: Mapping[str, Any],
+    matches: Sequence[Match],
+    exposure: Exposure,
+    *,
+    event_ts_ms: int,
+    source: SourcePosition,
+    indicator_version: int,
+    emitted_ms: int,
+) -> Alert | None:
+    """The ``victim_journey`` alert of an exposed subscriber's call, or None when its other
+    party matched no number indicator. ``matches`` are the call's matches (all fields); the
+    alert holds those of the other party. Its id is deterministic like every alert's: the
+    event, the rule and the first indicator of the other party."""
+    field = other_party_field(event)
+    party = [m for m in matches if m.field == field]
+    if not party:
+        return None
+    first = party[0].indicator
+    return Alert(
+        alert_id=alert_id(
+            Stream.CALLS,
+            event.partner_id,
+            event.event_id,
+            StatefulRule.VICTIM_JOURNEY,
+            first.type,
+            first.value,
+        ),
+        ts=format_rfc3339(emitted_ms),
+        event_ts=format_rfc3339(event_ts_ms),
+        stream=Stream.CALLS,
+        rule=str(StatefulRule.VICTIM_JOURNEY),
+        severity=str(Severity.CRITICAL),
+        partner_id=event.partner_id,
+        subscriber_id=event.subscriber_id,
+        event_id=event.event_id,
+        matches=tuple(match_detail(m) for m in party),
+        event=event_record,
+        source=source,
+        engine=EngineStamp(__version__, indicator_version),
+        journey=Journey(
+            exposure_alert_id=exposure.alert_id,
+            exposure_rule=exposure.rule,
+            exposure_indicator=exposure.indicator,
+            exposed_at=format_rfc3339(exposure.exposed_at_ms),
+            seconds_since=(event_ts_ms - exposure.exposed_at_ms) / 1000,
+        ),
+    )
+
+
+def call_sighting(
+    event: CallEvent, number: str, exposure: Exposure, *, event_ts_ms: int
+) -> Sighting:
+    """The sighting of an exposed subscriber's call to an unknown ``number`` (E.164; the
+    caller checks it is no indicator and not allowlisted)."""
+    return Sighting(
+        number=number,
+        kind="call",
+        partner_id=event.partner_id,
+        subscriber_id=event.subscriber_id,
+        event_id=event.event_id,
+        ts=format_rfc3339(event_ts_ms),
+        exposure=exposure.alert_id,
+    )
+
+
+def page_alert(alerts: Sequence[Alert]) -> Alert | None:
+    """The first of a web event's alerts that flagged the page itself (a domain or URL
+    indicator): the numbers written in that page's URL are sighted under it."""
+    for alert in alerts:
+        if alert.matches and alert.matches[0].indicator.type in _PAGE_INDICATOR_TYPES:
+            return alert
+    return None
+
+
+def page_sightings(
+    event: WebEvent,
+    numbers: Sequence[str],
+    page: Alert,
+    *,
+    event_ts_ms: int,
+) -> list[Sighting]:
+    """The sightings of the unknown ``numbers`` (E.164, distinct, no indicator, not
+    allowlisted: the caller checks) written in the URL of a page that ``page`` flagged."""
+    ts = format_rfc3339(event_ts_ms)
+    return [
+        Sighting(
+            number=number,
+            kind="page",
+            partner_id=event.partner_id,
+            subscriber_id=event.subscriber_id,
+            event_id=event.event_id,
+            ts=ts,
+            exposure=page.alert_id,
+        )
+        for number in numbers
+    ]

@@ -1,0 +1,307 @@
+"""Victim journeys, sightings and suppression in the processor and their pure tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from engine.core.journey import ExposureTable
+from engine.core.matcher import Matcher
+from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType, SourcePosition, Stream
+from engine.core.processor import Outcome, Protection, RecordProcessor
+from engine.core.records import Alert, Sighting
+from engine.core.suppression import SuppressionTable
+from engine.core.timestamps import format_rfc3339
+from engine.devtools.schemas import validate
+
+NOW = 1_764_000_000_000
+WINDOW_MS = 1_800_000
+SCAM = Indicator(IndicatorType.PHONE, "+18005550199", sources=("feed",))
+SCAM_PREFIX = Indicator(IndicatorType.PHONE_PREFIX, "+1900", sources=("feed",))
+EVIL = Indicator(IndicatorType.DOMAIN, "evil.example", sources=("feed",))
+SAFE = Indicator(IndicatorType.PHONE, "+18005550100", sources=("bank",))
+SNAPSHOT = IndicatorSnapshot(version=3, indicators=(SCAM, SCAM_PREFIX, EVIL), allowlist=(SAFE,))
+SOURCE = SourcePosition("t", 0, 5)
+UNKNOWN = "+18885550123"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def worker(clock: Clock, suppress_ms: int = 0) -> tuple[RecordProcessor, ExposureTable]:
+    matcher = Matcher.build(SNAPSHOT)
+    table = ExposureTable(WINDOW_MS)
+    suppression = SuppressionTable(suppress_ms, clock) if suppress_ms else None
+    processor = RecordProcessor(
+        matcher=lambda: matcher,
+        alerts_topic="alerts",
+        deadletter_topic="dead",
+        clock=clock,
+        protection=Protection(table, "sightings", suppression),
+    )
+    return processor, table
+
+
+def web(ts: int, **fields: Any) -> bytes:
+    record = {
+        "event_id": "w1",
+        "ts": ts,
+        "partner_id": "p1",
+        "url": "https://support.evil.example/call-1-888-555-0123-now",
+        "subscriber_id": "s1",
+    }
+    record.update(fields)
+    return orjson.dumps({k: v for k, v in record.items() if v is not None})
+
+
+def call(ts: int, callee: str, **fields: Any) -> bytes:
+    record = {
+        "event_id": "c1",
+        "ts": ts,
+        "partner_id": "p1",
+        "caller": "+12025550100",
+        "callee": callee,
+        "subscriber_id": "s1",
+    }
+    record.update(fields)
+    return orjson.dumps({k: v for k, v in record.items() if v is not None})
+
+
+def alerts_of(outcome: Outcome) -> list[dict[str, Any]]:
+    out = []
+    for o in outcome.outputs:
+        if o.topic == "alerts":
+            doc = orjson.loads(o.value)
+            validate("alert.v1", doc)
+            out.append(doc)
+    return out
+
+
+def sightings_of(outcome: Outcome) -> list[Sighting]:
+    found = []
+    for o in outcome.outputs:
+        if o.topic == "sightings":
+            validate("sighting.v1", orjson.loads(o.value))
+            found.append(Sighting.from_json(o.value))
+            assert o.key == found[-1].number.encode()
+    return found
+
+
+def test_a_call_after_the_page_adds_a_victim_journey_alert() -> None:
+    processor, table = worker(Clock())
+    page = processor.process(Stream.WEB, web(NOW - 60_000), None, SOURCE)
+    (exposing,) = alerts_of(page)
+    assert len(table) == 1
+    outcome = processor.process(Stream.CALLS, call(NOW - 30_000, "1-800-555-0199"), None, SOURCE)
+    rules = [a["rule"] for a in alerts_of(outcome)]
+    assert rules == ["callee_scam_number", "victim_journey"]
+    journey = alerts_of(outcome)[1]
+    assert journey["severity"] == "critical"
+    assert journey["journey"] == {
+        "exposure_alert_id": exposing["alert_id"],
+        "exposure_rule": "host_scam_domain",
+        "exposure_indicator": exposing["matches"][0]["indicator"],
+        "exposed_at": format_rfc3339(NOW - 60_000),
+        "seconds_since": 30.0,
+    }
+    again = processor.process(Stream.CALLS, call(NOW - 30_000, "1-800-555-0199"), None, SOURCE)
+    assert alerts_of(again)[1]["alert_id"] == journey["alert_id"]  # deterministic
+    assert outcome.alerts[1] == ("victim_journey", "critical")
+
+
+def test_no_journey_outside_the_window_or_before_the_page_or_for_another_subscriber() -> None:
+    processor, _ = worker(Clock())
+    processor.process(Stream.WEB, web(NOW - 100_000), None, SOURCE)
+    late = call(NOW - 100_000 + WINDOW_MS + 1, "+18005550199")
+    before = call(NOW - 100_001, "+18005550199")
+    other = call(NOW - 50_000, "+18005550199", subscriber_id="s2")
+    for raw in (late, before, other):
+        outcome = processor.process(Stream.CALLS, raw, None, SOURCE)
+        assert [a["rule"] for a in alerts_of(outcome)] == ["callee_scam_number"]
+
+
+def test_a_page_older_than_the_window_exposes_nobody() -> None:
+    processor, table = worker(Clock())
+    processor.process(Stream.WEB, web(NOW - WINDOW_MS - 1), None, SOURCE)
+    assert len(table) == 0
+
+
+def test_other_party_follows_direction_and_prefixes_count() -> None:
+    processor, _ = worker(Clock())
+    processor.process(Stream.WEB, web(NOW - 60_000), None, SOURCE)
+    inbound = call(NOW, "+12025550111", caller="+19005550000", direction="inbound")
+    outcome = processor.process(Stream.CALLS, inbound, None, SOURCE)
+    journey = alerts_of(outcome)[-1]
+    assert journey["rule"] == "victim_journey"
+    assert journey["matches"][0]["field"] == "caller"
+    assert journey["matches"][0]["indicator"]["type"] == "phone_prefix"
+    # outbound to a safe number while the scam number calls in: no journey (wrong party)
+    outbound = call(NOW, "+12025550111", caller="+19005550000", direction="outbound")
+    rules = [a["rule"] for a in alerts_of(processor.process(Stream.CALLS, outbound, None, SOURCE))]
+    assert rules == ["caller_scam_number"]
+
+
+def test_sightings_for_unknown_numbers_only() -> None:
+    processor, _ = worker(Clock())
+    page = processor.process(Stream.WEB, web(NOW - 60_000), None, SOURCE)
+    (sighting,) = sightings_of(page)
+    assert (sighting.number, sighting.kind, sighting.subscriber_id) == (UNKNOWN, "page", "s1")
+    assert sighting.exposure == alerts_of(page)[0]["alert_id"]
+    assert page.sightings == ("page",)
+    called = processor.process(Stream.CALLS, call(NOW, "(888) 555-0123"), None, SOURCE)
+    assert called.kind == "clean" and not alerts_of(called)
+    (seen,) = sightings_of(called)
+    assert (seen.number, seen.kind, seen.event_id) == (UNKNOWN, "call", "c1")
+    assert seen.exposure == alerts_of(page)[0]["alert_id"]
+    allowlisted = processor.process(Stream.CALLS, call(NOW, "+18005550100"), None, SOURCE)
+    assert allowlisted.outputs == ()
+    withheld = processor.process(Stream.CALLS, call(NOW, "anonymous"), None, SOURCE)
+    assert withheld.outputs == ()
+    unexposed = processor.process(
+        Stream.CALLS, call(NOW, UNKNOWN, subscriber_id="s9"), None, SOURCE
+    )
+    assert unexposed.outputs == ()
+
+
+def test_page_numbers_that_are_indicators_or_allowlisted_are_not_sighted() -> None:
+    processor, _ = worker(Clock())
+    url = "https://evil.example/c/1-800-555-0199/or/1-800-555-0100"
+    outcome = processor.process(Stream.WEB, web(NOW, url=url), None, SOURCE)
+    assert "url_scam_number" in {a["rule"] for a in alerts_of(outcome)}
+    assert sightings_of(outcome) == []
+    # a number on a page flagged by no domain/URL indicator is not sighted either
+    plain = processor.process(
+        Stream.WEB, web(NOW, url="https://ok.example/1-888-555-0123"), None, SOURCE
+    )
+    assert plain.outputs == ()
+
+
+def test_suppression_counts_and_the_next_alert_carries_them() -> None:
+    clock = Clock()
+    processor, _ = worker(clock, suppress_ms=600_000)
+    first = alerts_of(processor.process(Stream.CALLS, call(NOW, "+18005550199"), None, SOURCE))
+    assert [a["rule"] for a in first] == ["callee_scam_number"] and "suppressed" not in first[0]
+    folded = []
+    for i in range(3):
+        clock.now += 1000
+        outcome = processor.process(Stream.CALLS, call(NOW + i, "+18005550199"), None, SOURCE)
+        folded.append(outcome)
+        assert outcome.kind == "matched" and outcome.outputs == ()
+        assert outcome.suppressed == ("callee_scam_number",)
+    # another subscriber and an event without one are never folded with it
+    other = processor.process(
+        Stream.CALLS, call(NOW, "+18005550199", subscriber_id="s2"), None, SOURCE
+    )
+    assert len(alerts_of(other)) == 1
+    for _ in range(2):
+        nobody = processor.process(
+            Stream.CALLS, call(NOW, "+18005550199", subscriber_id=None), None, SOURCE
+        )
+        assert len(alerts_of(nobody)) == 1
+    clock.now = NOW + 600_000
+    (carried,) = alerts_of(
+        processor.process(Stream.CALLS, call(NOW + 9, "+18005550199"), None, SOURCE)
+    )
+    assert carried["suppressed"] == {
+        "count": 3,
+        "first_ts": format_rfc3339(NOW),
+        "last_ts": format_rfc3339(NOW + 2),
+    }
+    clock.now += 1
+    assert processor.process(Stream.CALLS, call(NOW, "+18005550199"), None, SOURCE).outputs == ()
+
+
+def test_victim_journey_is_never_suppressed() -> None:
+    clock = Clock()
+    processor, _ = worker(clock, suppress_ms=600_000)
+    processor.process(Stream.WEB, web(NOW - 1000), None, SOURCE)
+    rules = []
+    for _ in range(3):
+        outcome = processor.process(Stream.CALLS, call(NOW, "+18005550199"), None, SOURCE)
+        rules.append([a["rule"] for a in alerts_of(outcome)])
+    assert rules == [
+        ["callee_scam_number", "victim_journey"],
+        ["victim_journey"],
+        ["victim_journey"],
+    ]
+
+
+def test_suppressed_web_alerts_still_sight_and_do_not_re_expose() -> None:
+    clock = Clock()
+    processor, table = worker(clock, suppress_ms=600_000)
+    processor.process(Stream.WEB, web(NOW - 5000), None, SOURCE)
+    again = processor.process(Stream.WEB, web(NOW - 1000, event_id="w2"), None, SOURCE)
+    assert alerts_of(again) == [] and again.suppressed == ("host_scam_domain",)
+    assert [s.number for s in sightings_of(again)] == [UNKNOWN]
+    exposure = table.find("p1", "s1", NOW)
+    assert exposure is not None and exposure.exposed_at_ms == NOW - 5000
+
+
+def alert(alert_id: str, event_ts: int, **fields: Any) -> Alert:
+    doc: dict[str, Any] = {
+        "alert_id": alert_id,
+        "ts": format_rfc3339(event_ts),
+        "event_ts": format_rfc3339(event_ts),
+        "stream": "web",
+        "rule": "host_scam_domain",
+        "severity": "high",
+        "partner_id": "p1",
+        "subscriber_id": "s1",
+        "event_id": "w",
+        "matches": [
+            {
+                "field": "host",
+                "observed": "evil.example",
+                "normalized": "evil.example",
+                "indicator": {
+                    "type": "domain",
+                    "value": "evil.example",
+                    "sources": ["feed"],
+                    "severity": "high",
+                    "confidence": 80,
+                    "tags": [],
+                    "valid_until": None,
+                },
+            }
+        ],
+        "event": {},
+        "source": {"topic": "web", "partition": 0, "offset": 1},
+        "engine": {"version": "x", "indicator_version": 1},
+    }
+    doc.update(fields)
+    return Alert.from_dict(doc)
+
+
+def test_exposure_table_is_order_independent_and_expires() -> None:
+    a, b = alert("a", NOW - 10_000), alert("b", NOW - 5_000)
+    tie = alert("c", NOW - 5_000)
+    forward, backward = ExposureTable(WINDOW_MS), ExposureTable(WINDOW_MS)
+    for x in (a, b, tie):
+        forward.add(x, NOW)
+    for x in (tie, b, a, a):
+        backward.add(x, NOW)
+    assert forward.find("p1", "s1", NOW) == backward.find("p1", "s1", NOW)
+    found = forward.find("p1", "s1", NOW)
+    assert found is not None and found.alert_id == "c"
+    assert forward.add(alert("d", NOW, stream="calls"), NOW) is None
+    assert forward.add(alert("e", NOW, subscriber_id=None), NOW) is None
+    assert forward.add(alert("f", NOW, retro=True), NOW) is None
+    assert forward.expire(NOW + WINDOW_MS - 5_000) == 1
+    assert forward.expire(NOW + WINDOW_MS - 4_999) == 0
+    assert not forward
+
+
+def test_suppression_table_forgets_quiet_keys() -> None:
+    clock = Clock()
+    table = SuppressionTable(1000, clock)
+    assert table.offer(alert("a", NOW)) is not None
+    clock.now += 1000
+    assert table.offer(alert("a", NOW, subscriber_id="s2")) is not None  # sweeps
+    assert len(table) == 1
+    assert table.offer(alert("a", NOW)) is not None  # a new window: emitted, nothing carried

@@ -33,7 +33,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from engine.core.models import Stream, now_ms
+from engine.core.models import StatefulRule, Stream, now_ms
 from engine.devtools.scrape import scrape_metrics
 from engine.devtools.traffic import Score, Traffic, TrafficIndicators, generate, score
 from engine.errors import ConfigError, DemoError, ScamwatchError
@@ -173,6 +173,8 @@ def _snapshot(settings: Settings, prefix: str) -> TrafficIndicators:
         store.close()
 
 
+STATEFUL_RULES = frozenset(str(r) for r in StatefulRule)
+
 # ------------------------------------------------------------------------------ worker
 
 
@@ -297,6 +299,8 @@ async def _stream_and_collect(
                 continue
             seen_ids.add(alert.alert_id)
             result.alerts += 1
+            if alert.rule in STATEFUL_RULES:
+                continue  # not a per-event rule: the generator's truth does not hold them
             observed.setdefault((alert.stream, alert.event_id), set()).add(alert.rule)
             if not options.quiet:
                 console.print(format_alert(alert), soft_wrap=True)
@@ -380,7 +384,9 @@ def _run_demo(
     settings = settings or load_settings()
     result = DemoResult(run_id=f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}")
     run = result.run_id
-    topics = {name: f"demo-{run}-{name}" for name in ("calls", "web", "alerts", "deadletter")}
+    topics = {
+        name: f"demo-{run}-{name}" for name in ("calls", "web", "alerts", "deadletter", "sightings")
+    }
     prefix = f"scamwatch-demo:{run}:"
     workdir = Path(tempfile.mkdtemp(prefix=f"scamwatch-demo-{run}-"))
     started_parts: list[str] = []
@@ -421,6 +427,9 @@ def _run_demo(
                     "SCAMWATCH_TOPIC_WEB": topics["web"],
                     "SCAMWATCH_TOPIC_ALERTS": topics["alerts"],
                     "SCAMWATCH_TOPIC_DEADLETTER": topics["deadletter"],
+                    "SCAMWATCH_TOPIC_SIGHTINGS": topics["sightings"],
+                    # the score is per event against the generator's truth: every alert
+                    "SCAMWATCH_SUPPRESS_SECONDS": "0",
                     "SCAMWATCH_APP_ID": f"demo-{run}",
                     "SCAMWATCH_REDIS_PREFIX": prefix,
                     "SCAMWATCH_STATE_DIR": str(workdir / "state"),

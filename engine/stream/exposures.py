@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 FETCH_WAIT_MS = 200  # how long a fetch waits for new alerts: the bound on "within 1 s"
 EXPIRE_EVERY_S = 1.0
-PARTITIONS_EVERY_S = 10.0  # partitions added to `alerts` are followed after this
 _WEB = b'"stream":"web"'  # alerts of calls are skipped before being parsed
 
 
@@ -42,25 +41,41 @@ class ExposureReader:
         self.table = table
         self._metrics = metrics
         self._consumer: AIOKafkaConsumer | None = None
-        self._assigned: set[TopicPartition] = set()
 
     async def catch_up(self, within_s: float = 30.0) -> int:
         """Start, seek every partition to the window's start and read to the end offsets of
         now (at most ``within_s``): the exposures open at start. Returns how many."""
+        # subscribed with no group: aiokafka assigns every partition itself, and follows
+        # partitions added later (from their beginning: old alerts there are expired anyway)
         consumer = AIOKafkaConsumer(
+            self._topic,
             group_id=None,
             enable_auto_commit=False,
-            auto_offset_reset="latest",
+            auto_offset_reset="earliest",
             client_id="scamwatch-exposures",
             **self._settings.kafka.client_options(),
         )
         await consumer.start()
         self._consumer = consumer
-        await self._assign_new(since_ms=now_ms() - self.table.window_ms)
-        if not self._assigned:
-            return 0
-        ends = await consumer.end_offsets(list(self._assigned))
         deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:  # the assignment follows the first metadata
+            if consumer.assignment():
+                break
+            await asyncio.sleep(0.05)
+        assigned = sorted(consumer.assignment())
+        if not assigned:
+            log.warning("exposures: %s has no partitions yet", self._topic)
+            return 0
+        since = max(0, now_ms() - self.table.window_ms)
+        found = await consumer.offsets_for_times(dict.fromkeys(assigned, since))
+        late = [tp for tp, at in found.items() if at is None]  # nothing that recent
+        for tp, at in found.items():
+            if at is not None:
+                consumer.seek(tp, at.offset)
+        if late:
+            await consumer.seek_to_end(*late)
+        ends = await consumer.end_offsets(assigned)
+        log.info("exposures: following %s (%d partitions)", self._topic, len(assigned))
         while time.monotonic() < deadline:
             positions = {tp: await self._position(tp) for tp in ends}
             if all(positions[tp] >= end for tp, end in ends.items()):
@@ -72,10 +87,9 @@ class ExposureReader:
 
     async def follow(self) -> None:
         """Follow the topic until cancelled (a Faust app task)."""
-        consumer = self._consumer
-        if consumer is None:
+        if self._consumer is None:
             await self.catch_up()
-        next_expire = next_partitions = time.monotonic()
+        next_expire = time.monotonic()
         try:
             while True:
                 await self._read_batch()
@@ -83,9 +97,6 @@ class ExposureReader:
                 if clock >= next_expire:
                     next_expire = clock + EXPIRE_EVERY_S
                     self._expire()
-                if clock >= next_partitions:
-                    next_partitions = clock + PARTITIONS_EVERY_S
-                    await self._assign_new(since_ms=None)
         finally:
             await self.stop()
 
@@ -93,35 +104,6 @@ class ExposureReader:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
-
-    async def _assign_new(self, since_ms: int | None) -> None:
-        """Assign partitions of the topic not assigned yet: sought to ``since_ms`` at start,
-        to their beginning when added later (all their records are new)."""
-        consumer = self._consumer
-        assert consumer is not None
-        await consumer.force_metadata_update()
-        partitions = consumer.partitions_for_topic(self._topic) or set()
-        new = {TopicPartition(self._topic, p) for p in partitions} - self._assigned
-        if not new:
-            return
-        # assign() starts every partition afresh: the ones followed already resume where
-        # they were
-        held = {tp: await self._position(tp) for tp in self._assigned}
-        self._assigned |= new
-        consumer.assign(sorted(self._assigned))
-        for tp, offset in held.items():
-            consumer.seek(tp, offset)
-        if since_ms is None:
-            await consumer.seek_to_beginning(*new)
-            return
-        found = await consumer.offsets_for_times(dict.fromkeys(new, max(0, since_ms)))
-        late = [tp for tp, at in found.items() if at is None]  # nothing that recent
-        for tp, at in found.items():
-            if at is not None:
-                consumer.seek(tp, at.offset)
-        if late:
-            await consumer.seek_to_end(*late)
-        log.info("exposures: following %s (%d partitions)", self._topic, len(self._assigned))
 
     async def _position(self, tp: TopicPartition) -> int:
         assert self._consumer is not None

@@ -167,6 +167,8 @@ class WorkerProcess:
                 "SCAMWATCH_COMMIT_INTERVAL_SECONDS": "0.5",
                 # a SIGKILLed member's partitions move after this (the default 30 s is slow)
                 "SCAMWATCH_SESSION_TIMEOUT_SECONDS": "8",
+                # the tests expect one alert per matched event unless they test suppression
+                "SCAMWATCH_SUPPRESS_SECONDS": "0",
             }
         )
         env.update(self.extra_env)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 FETCH_WAIT_MS = 200  # how long a fetch waits for new alerts: the bound on "within 1 s"
 EXPIRE_EVERY_S = 1.0
+METADATA_MAX_AGE_MS = 2000
 _WEB = b'"stream":"web"'  # alerts of calls are skipped before being parsed
 
 
@@ -53,10 +54,15 @@ class ExposureReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id="scamwatch-exposures",
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,  # a topic created later is seen soon
             **self._settings.kafka.client_options(),
         )
         await consumer.start()
         self._consumer = consumer
+        if self._topic not in await consumer.topics():
+            # not created yet (no SCAMWATCH_CREATE_TOPICS): followed once it is
+            log.warning("exposures: %s does not exist yet", self._topic)
+            return 0
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:  # the assignment follows the first metadata
             if consumer.assignment():

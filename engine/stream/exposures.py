@@ -49,7 +49,6 @@ class ExposureReader:
         # subscribed with no group: aiokafka assigns every partition itself, and follows
         # partitions added later (from their beginning: old alerts there are expired anyway)
         consumer = AIOKafkaConsumer(
-            self._topic,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -59,8 +58,11 @@ class ExposureReader:
         )
         await consumer.start()
         self._consumer = consumer
-        if self._topic not in await consumer.topics():
-            # not created yet (no SCAMWATCH_CREATE_TOPICS): followed once it is
+        exists = self._topic in await consumer.topics()
+        # subscribed after start: start() refuses a topic that does not exist yet
+        consumer.subscribe([self._topic])
+        if not exists:
+            # not created yet (SCAMWATCH_CREATE_TOPICS false): followed once it is
             log.warning("exposures: %s does not exist yet", self._topic)
             return 0
         deadline = time.monotonic() + within_s

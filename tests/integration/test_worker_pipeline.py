@@ -285,7 +285,8 @@ def test_indicator_added_and_removed_with_the_cli_goes_live(stack: Stack) -> Non
             within=30,
         )
     )
-    (alert,) = alerts_by_event(alerts)["c10001"]
+    # its subscriber (s10) saw a scam page in an earlier test: a victim_journey comes too
+    (alert,) = [a for a in alerts_by_event(alerts)["c10001"] if a["rule"] != "victim_journey"]
     assert alert["matches"][0]["normalized"] == number  # type: ignore[index]
 
     cli(stack, "indicators", "remove", "phone", number)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +174,8 @@ class Dispatcher:
         self._failed = False
         # per input partition, its records not acked yet, oldest first (the head is in flight)
         self._lines: dict[tuple[str, int], deque[_Delivery]] = {}
+        # per input partition, the offset of the last record handed to handle() (for the lag)
+        self._handled: dict[tuple[str, int], int] = {}
         self._event_counters: dict[tuple[str, str], Any] = {}
         self._latency: dict[str, Any] = {}
         self._alerts: dict[tuple[str, str], Any] = {}
@@ -197,6 +199,7 @@ class Dispatcher:
             # after the restart), and not pending, so the stop does not wait for it
             consumer.unacked.discard(message)
             return
+        self._handled[key] = message.offset
         source = SourcePosition(message.topic, message.partition, message.offset)
         try:
             outcome = self._processor.process(stream, message.value, message.key, source)
@@ -232,6 +235,16 @@ class Dispatcher:
             delivery.fail()  # cancelled (stopping): read again after the restart
             self.abandon()
             raise
+
+    def last_handled(self, topic: str, partition: int) -> int | None:
+        """The offset of the last record of the partition this worker handled since it was
+        assigned (None: none yet)."""
+        return self._handled.get((topic, partition))
+
+    def forget(self, partitions: Iterable[Any]) -> None:
+        """Revoked partitions: their offsets are another worker's now (or sought back)."""
+        for tp in partitions:
+            self._handled.pop((tp.topic, tp.partition), None)
 
     def _queue(self, delivery: _Delivery) -> _Delivery:
         line = self._lines.get(delivery.key)
@@ -518,11 +531,19 @@ def create_app(
         log.info("assigned %d input partitions: %s", count, sorted(map(tuple, assigned)))
 
     app.on_partitions_assigned.connect(on_assigned)
+
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        dispatcher.forget(args[0] if args else kwargs.get("revoked", ()))
+
+    app.on_partitions_revoked.connect(on_revoked)
     lag_labels: set[tuple[str, str]] = set()
 
     async def refresh_lag() -> None:
         lag = dispatcher.metrics.consumer_lag
-        current = {(tp.topic, str(tp.partition)): n for tp, n in input_lag(app, inputs).items()}
+        current = {
+            (tp.topic, str(tp.partition)): n
+            for tp, n in (await input_lag(app, inputs, dispatcher)).items()
+        }
         for labels in lag_labels - current.keys():  # revoked: no stale series
             dispatcher.metrics.drop_lag(*labels)
         for labels, n in current.items():
@@ -534,9 +555,12 @@ def create_app(
     return app
 
 
-def input_lag(app: faust.App, topics: set[str]) -> dict[Any, int]:
+async def input_lag(app: faust.App, topics: set[str], dispatcher: Dispatcher) -> dict[Any, int]:
     """Per assigned partition of ``topics``: its high watermark (as of the last fetch) minus
-    the next offset to process, from the consumer's own bookkeeping (nothing on the wire)."""
+    the next offset to process: after the last one the :class:`Dispatcher` handled, or, none
+    handled since the assignment, the consumer's position (records fetched and not handled
+    yet are not counted then). Nothing on the wire, and no consumer internals (the agents
+    path runs where they are unknown)."""
     consumer: Any = app.consumer
     try:
         assignment = consumer.assignment()
@@ -547,6 +571,13 @@ def input_lag(app: faust.App, topics: set[str]) -> dict[Any, int]:
         highwater = consumer.highwater(tp) if tp.topic in topics else None
         if highwater is None:
             continue  # not an input, or nothing fetched from it yet
-        last = consumer._read_offset[tp]  # last offset handled (Faust's, as used above)
-        lag[tp] = max(0, highwater - (last + 1 if last is not None else 0))
+        last = dispatcher.last_handled(tp.topic, tp.partition)
+        if last is not None:
+            upcoming = last + 1
+        else:
+            try:
+                upcoming = await consumer.position(tp)
+            except Exception:  # revoked meanwhile (a rebalance): no lag to report for it
+                continue
+        lag[tp] = max(0, highwater - (upcoming or 0))
     return lag

@@ -3,11 +3,13 @@ were when it was written (a fingerprint of each one's source), and a check again
 installed faust-streaming.
 
 The inline path (:mod:`engine.stream.app`) replaces ``Consumer._drain_messages`` with a copy
-of its own, replaces ``Topic._compile_decode`` and ``Topic.queue``, and reads consumer and
-message attributes that are no API. An upgrade inside the pin can change any of them without
-a version bump that says so; then the worker must not guess: it runs the ``agents`` path
-(Faust's public API) and says why. ``tests/unit/stream/test_fastpath.py`` fails on the same
-check, so a change is re-checked before it ships.
+of its own, replaces ``Topic._compile_decode`` and ``Topic.queue``, and reads consumer,
+fetcher (mode ``Service``) and message attributes that are no API; the ordered acks of both
+paths rely on how the consumer computes the offset to commit and what a revoke drops. An
+upgrade inside the pin can change any of them without a version bump that says so; then the
+worker must not guess: it runs the ``agents`` path (Faust's public API) and says why.
+``tests/unit/stream/test_fastpath.py`` fails on the same check, so a change is re-checked
+before it ships.
 
 The fingerprint is a hash of the source's syntax tree without docstrings: comments,
 formatting and docstrings may change, code may not.
@@ -37,7 +39,8 @@ class Internal:
     recheck: str  # what to re-check in engine/stream/app.py when it changed
 
 
-# faust-streaming 0.15.3 (the inline path was written against it; see pyproject's pin)
+# faust-streaming 0.15.3 and its mode-streaming (the inline path was written against them;
+# see pyproject's pins)
 INTERNALS: Mapping[str, Internal] = {
     "faust.transport.consumer:Consumer._drain_messages": Internal(
         "534d036692b697d3",
@@ -46,7 +49,34 @@ INTERNALS: Mapping[str, Internal] = {
     ),
     "faust.transport.consumer:Consumer.__init__": Internal(
         "ba9792c9b9766a20",
-        "InlineConsumer reads _read_offset, _commit_every, _n_acked, callback, _stopped",
+        "InlineConsumer reads _read_offset, _commit_every, _n_acked and callback, set here "
+        "(_stopped is mode.Service's: see mode.services:Service.__init__)",
+    ),
+    "faust.transport.consumer:Consumer._new_offset": Internal(
+        "80c982c4c7d84de5",
+        "the commit offset is the first run of acked offsets from the committed one: the "
+        "Dispatcher's ordered acks (engine/stream/app.py) rely on it not passing a gap "
+        "that is still pending (faust-streaming#606)",
+    ),
+    "faust.transport.consumer:Consumer.on_partitions_revoked": Internal(
+        "b8a7f59649e10ad4",
+        "a revoke drops the partition's committed and read offsets (_committed_offset, "
+        "_read_offset): the ordered acks and input_agent's known hole (faust-streaming#606) "
+        "are written against that",
+    ),
+    "faust.transport.consumer:Fetcher": Internal(
+        "08fce765c25c5cb6",
+        "the Fetcher's task calls consumer._drain_messages(self) and cancels it on stop; "
+        "InlineConsumer._drain_messages reads fetcher._stopped",
+    ),
+    "mode.services:Service.__init__": Internal(
+        "eb3defc2cecb05a0",
+        "InlineConsumer._drain_messages reads self._stopped and fetcher._stopped "
+        "(the Service's stopped event, set here) and self.should_stop",
+    ),
+    "mode.services:Service.stop": Internal(
+        "dbc9773a59d451c7",
+        "a stop sets _stopped, which ends InlineConsumer._drain_messages' loop",
     ),
     "faust.transport.consumer:Consumer.getmany": Internal(
         "1936842581381d27",

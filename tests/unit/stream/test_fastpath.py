@@ -121,3 +121,21 @@ def test_a_worker_on_unknown_internals_runs_the_agents_path_and_says_why(
     (record,) = caplog.records
     assert "running the agents data path" in record.getMessage()
     assert DRAIN in record.getMessage()
+
+
+def test_the_ordered_acks_and_the_stop_handling_are_guarded_too() -> None:
+    # what the Dispatcher's ordered acks work around (faust-streaming#606) and the mode
+    # Service attributes InlineConsumer._drain_messages reads (fetcher._stopped, _stopped)
+    for name in (
+        "faust.transport.consumer:Consumer._new_offset",
+        "faust.transport.consumer:Consumer.on_partitions_revoked",
+        "faust.transport.consumer:Fetcher",
+        "mode.services:Service.__init__",
+        "mode.services:Service.stop",
+    ):
+        assert name in INTERNALS, name
+    new_offset = "faust.transport.consumer:Consumer._new_offset"
+    source_of = with_changed(new_offset, lambda s: s + "\n    _floor = None\n")
+    (changed,) = changed_internals(source_of)
+    assert changed.startswith(f"{new_offset}: fingerprint")
+    assert "faust-streaming#606" in changed

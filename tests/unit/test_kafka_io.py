@@ -203,3 +203,33 @@ def test_a_listener_that_never_answers_is_a_bounded_wait() -> None:
             server.close()
 
     asyncio.run(run())
+
+
+RECHECK = (
+    "engine/kafka_io.py check_connection uses aiokafka internals (aiokafka.conn.create_conn, "
+    "AIOKafkaConnection.send/close, aiokafka.protocol.metadata.MetadataRequest) that the "
+    "installed aiokafka changed: re-check how it connects, authenticates and asks for "
+    "metadata, and that its refusals still map to the settings to fix (_refused)"
+)
+
+
+def test_the_aiokafka_internals_check_connection_uses_are_still_there() -> None:
+    """check_connection connects with aiokafka's own connection (no public API does one
+    connection with the configured security and raises its refusals as they are)."""
+    import inspect
+
+    from aiokafka.conn import AIOKafkaConnection, create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    used = {
+        "host", "port", "client_id", "request_timeout_ms", "ssl_context", "security_protocol",
+        "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+        "sasl_kerberos_service_name", "sasl_oauth_token_provider",
+    }  # fmt: skip
+    parameters = inspect.signature(create_conn).parameters
+    assert used <= parameters.keys(), f"{RECHECK}: create_conn lost {used - parameters.keys()}"
+    assert inspect.iscoroutinefunction(create_conn), RECHECK
+    assert "request" in inspect.signature(AIOKafkaConnection.send).parameters, RECHECK
+    assert callable(getattr(AIOKafkaConnection, "close", None)), RECHECK
+    assert "topics" in inspect.signature(MetadataRequest).parameters, RECHECK
+    MetadataRequest([])  # all topics' metadata: what check_connection sends

@@ -55,11 +55,6 @@ def alert_key(partner_id: str, subscriber_id: str | None, fallback: str) -> byte
     return f"{partner_id}:{subscriber_id or fallback}".encode()
 
 
-def rfc3339_ms(epoch_ms: int) -> str:
-    """``2026-11-28T20:56:41.123Z`` (see :mod:`engine.core.timestamps`)."""
-    return format_rfc3339(epoch_ms)
-
-
 def build_alerts(
     stream: Stream,
     event_record: Mapping[str, Any],

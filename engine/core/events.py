@@ -97,10 +97,6 @@ def decode_web(raw: bytes, *, max_bytes: int | None = None) -> WebEvent:
     return _decode_web(raw, max_bytes)[0]
 
 
-def decode_event(stream: Stream, raw: bytes, *, max_bytes: int | None = None) -> Event:
-    return decode_record(stream, raw, max_bytes=max_bytes)[0]
-
-
 def event_ts_ms(ts: str | int) -> int:
     """The event time in epoch milliseconds (``ts`` is RFC 3339 or epoch ms)."""
     if isinstance(ts, int):

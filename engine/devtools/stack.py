@@ -1058,11 +1058,6 @@ def kafka_node_ready(node: KafkaNode, timeout: float = 15.0) -> bool:
     return True
 
 
-def kafka_ready(settings: Settings, timeout: float = 15.0) -> bool:
-    """The first node of the configured stack works (see ``kafka_node_ready``)."""
-    return kafka_node_ready(kafka_layout(settings).nodes[0], timeout)
-
-
 def _start_node(
     layout: KafkaLayout,
     node: KafkaNode,

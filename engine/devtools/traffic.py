@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -858,11 +858,6 @@ def write_traffic(traffic: Traffic, directory: Path) -> dict[str, Path]:
         )
     )
     return paths
-
-
-def iter_cases(traffic: Traffic) -> Iterator[tuple[str, int]]:
-    """``(case, count)`` for every case generated, sorted by case."""
-    yield from sorted(Counter(t.case for t in traffic.truth).items())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

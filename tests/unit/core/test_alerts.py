@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine import __version__
-from engine.core.alerts import alert_id, alert_key, build_alerts, rfc3339_ms
+from engine.core.alerts import alert_id, alert_key, build_alerts
 from engine.core.events import event_ts_ms
 from engine.core.models import (
     Indicator,
@@ -18,6 +18,7 @@ from engine.core.models import (
     Verdict,
 )
 from engine.core.records import Alert
+from engine.core.timestamps import format_rfc3339
 
 ALERT_FIELDS = {
     "alert_id",
@@ -127,7 +128,7 @@ def test_alert_has_exactly_the_contract_fields_and_values() -> None:
                 "severity": "medium",
                 "confidence": 80,
                 "tags": ["tss"],
-                "valid_until": rfc3339_ms(1_900_000_000_000),
+                "valid_until": format_rfc3339(1_900_000_000_000),
             },
         }
     ]

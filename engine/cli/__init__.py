@@ -19,6 +19,19 @@ def print_error(exc: ScamwatchError) -> None:
     err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
 
 
+def region_option(region: str | None, default: str) -> str:
+    """``--region`` as an ISO 3166 alpha-2 code, else ``default`` (the settings'); a bad one
+    is a usage error naming ``--region`` (exit code 2), the same from every command."""
+    from engine.core.region import parse_region
+
+    if region is None:
+        return default
+    try:
+        return parse_region(region)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--region") from None
+
+
 class ErrorBoundary(TyperGroup):
     """The CLI's one error boundary: a :class:`ScamwatchError` from any command below this
     group is printed as one line (with where it came from) and exits with code 2."""

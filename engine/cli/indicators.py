@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -27,7 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from engine.cli import ErrorBoundary, print_error
+from engine.cli import ErrorBoundary, region_option
 from engine.core.feeds import (
     FORMATS,
     LINE_FORMATS,
@@ -42,14 +41,12 @@ from engine.core.feeds import (
 )
 from engine.core.models import Indicator, IndicatorType, Severity, now_ms
 from engine.core.normalize import normalize
-from engine.core.region import parse_region
-from engine.errors import ConfigError, FeedError, NormalizationError, ScamwatchError
+from engine.errors import ConfigError, FeedError, NormalizationError
 from engine.settings import Settings, load_settings
 from engine.store.base import UpsertResult
 from engine.store.loading import load_feed, load_items
 from engine.store.positions import PullPositions
 from engine.store.redis import RedisStore
-from engine.taxii import DATE_ADDED_LAST, later, open_collection, parse_added_after
 
 MAX_ERRORS_SHOWN = 20
 MAX_SKIP_REASONS_SHOWN = 5
@@ -99,16 +96,6 @@ def _group(
     ctx.obj = load_settings(redis={"prefix": prefix} if prefix else {})
 
 
-@contextmanager
-def _cli_errors() -> Iterator[None]:
-    """Expected failures (Redis down, a bad feed) → one clear line and exit code 2."""
-    try:
-        yield
-    except ScamwatchError as exc:
-        print_error(exc)
-        raise typer.Exit(2) from None
-
-
 def _open_store(ctx: typer.Context) -> RedisStore:
     settings: Settings = ctx.obj
     return RedisStore.from_settings(settings.redis)
@@ -117,12 +104,7 @@ def _open_store(ctx: typer.Context) -> RedisStore:
 def _region(ctx: typer.Context, region: str | None) -> str:
     """--region, or the default from settings; refused here rather than on every line."""
     settings: Settings = ctx.obj
-    if region is None:
-        return settings.processing.default_region
-    try:
-        return parse_region(region)
-    except ValueError as exc:
-        raise ConfigError("--region", str(exc)) from None
+    return region_option(region, settings.processing.default_region)
 
 
 def _side(allowlist: bool) -> str:
@@ -175,54 +157,53 @@ def load(
     """Import a feed into the store: CSV, TXT, JSONL, STIX 2.1 bundle, MISP event, hosts
     file, URL list, URLhaus / PhishTank / FTC Do-Not-Call CSV, any CSV through --map."""
     started = time.perf_counter()
-    with _cli_errors():
-        mapping = parse_mapping(map_ or [])
-        fmt = "csv" if mapping else format.value if format else guess_format(file)
-        if mapping and format not in (None, FeedFormat.CSV):
-            raise FeedError(f"--map reads a CSV; it cannot be used with --format {format}")
-        region_code = _region(ctx, region)
-        store = _open_store(ctx)
-        version_before = store.version()  # fail early, before reading, when Redis is down
-        total = _count_lines(file) if fmt in LINE_FORMATS else None
-        with _progress() as progress:
-            task = progress.add_task(f"{file.name} ({fmt})", total=total)
-            report = load_feed(
-                file,
-                store,
-                format=fmt,
-                type_=type_,
-                source=source,
-                region=region_code,
-                mapping=mapping,
-                allowlist=allowlist,
-                strict=strict,
-                on_progress=lambda n: progress.advance(task, n),
-            )
-            progress.update(task, completed=total if total is not None else report.items)
-        _print_errors(report.errors)
-        _print_skipped(report.skipped)
-        if not report.written:
-            err_console.print(
-                f"[bold red]--strict:[/] {len(report.errors)} invalid line(s) in {file}; "
-                "nothing written",
-                highlight=False,
-            )
-            raise typer.Exit(1)
-        errors, by_type, result = report.errors, report.by_type, report.result
-        _print_load_summary(
+    mapping = parse_mapping(map_ or [])
+    fmt = "csv" if mapping else format.value if format else guess_format(file)
+    if mapping and format not in (None, FeedFormat.CSV):
+        raise FeedError(f"--map reads a CSV; it cannot be used with --format {format}")
+    region_code = _region(ctx, region)
+    store = _open_store(ctx)
+    version_before = store.version()  # fail early, before reading, when Redis is down
+    total = _count_lines(file) if fmt in LINE_FORMATS else None
+    with _progress() as progress:
+        task = progress.add_task(f"{file.name} ({fmt})", total=total)
+        report = load_feed(
             file,
-            fmt,
-            allowlist,
-            result,
-            len(errors),
-            len(report.skipped),
-            by_type,
-            version_before,
-            store.version(),
+            store,
+            format=fmt,
+            type_=type_,
+            source=source,
+            region=region_code,
+            mapping=mapping,
+            allowlist=allowlist,
+            strict=strict,
+            on_progress=lambda n: progress.advance(task, n),
         )
-        console.print(f"took {time.perf_counter() - started:.1f} s", style="dim")
-        if errors and not by_type:
-            raise typer.Exit(1)  # nothing usable at all: most likely a wrong --type/--format
+        progress.update(task, completed=total if total is not None else report.items)
+    _print_errors(report.errors)
+    _print_skipped(report.skipped)
+    if not report.written:
+        err_console.print(
+            f"[bold red]--strict:[/] {len(report.errors)} invalid line(s) in {file}; "
+            "nothing written",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    errors, by_type, result = report.errors, report.by_type, report.result
+    _print_load_summary(
+        file,
+        fmt,
+        allowlist,
+        result,
+        len(errors),
+        len(report.skipped),
+        by_type,
+        version_before,
+        store.version(),
+    )
+    console.print(f"took {time.perf_counter() - started:.1f} s", style="dim")
+    if errors and not by_type:
+        raise typer.Exit(1)  # nothing usable at all: most likely a wrong --type/--format
 
 
 def _count_lines(path: Path) -> int:
@@ -311,30 +292,29 @@ def add(
     allowlist: Annotated[bool, typer.Option("--allowlist", help="Add to the allowlist.")] = False,
 ) -> None:
     """Add one indicator (merged with the entry already there, if any)."""
-    with _cli_errors():
-        indicator = _checked(
-            {
-                "type": type_.value,
-                "value": value,
-                "source": source,
-                "severity": severity.value,
-                "confidence": confidence,
-                "tags": tag or [],
-                "valid_until": valid_until,
-                "description": description,
-                "reference": reference,
-            },
-            source=source,
-            region=_region(ctx, region),
-        )
-        store = _open_store(ctx)
-        result = store.upsert([indicator], allowlist=allowlist)
-        what = "added" if result.added else "updated" if result.updated else "unchanged"
-        console.print(
-            f"{what}: {indicator.type.value} {indicator.value} ({_side(allowlist)}, "
-            f"version {store.version()})",
-            highlight=False,
-        )
+    indicator = _checked(
+        {
+            "type": type_.value,
+            "value": value,
+            "source": source,
+            "severity": severity.value,
+            "confidence": confidence,
+            "tags": tag or [],
+            "valid_until": valid_until,
+            "description": description,
+            "reference": reference,
+        },
+        source=source,
+        region=_region(ctx, region),
+    )
+    store = _open_store(ctx)
+    result = store.upsert([indicator], allowlist=allowlist)
+    what = "added" if result.added else "updated" if result.updated else "unchanged"
+    console.print(
+        f"{what}: {indicator.type.value} {indicator.value} ({_side(allowlist)}, "
+        f"version {store.version()})",
+        highlight=False,
+    )
 
 
 def _checked(rec: dict[str, object], *, source: str, region: str) -> Indicator:
@@ -355,18 +335,17 @@ def remove(
     ] = False,
 ) -> None:
     """Remove one indicator (the value is normalized first, as on load)."""
-    with _cli_errors():
-        normalized = normalize(type_, value, _region(ctx, region))
-        store = _open_store(ctx)
-        if not store.remove(type_, normalized, allowlist=allowlist):
-            err_console.print(
-                f"not found: {type_.value} {normalized} ({_side(allowlist)})", highlight=False
-            )
-            raise typer.Exit(1)
-        console.print(
-            f"removed: {type_.value} {normalized} ({_side(allowlist)}, version {store.version()})",
-            highlight=False,
+    normalized = normalize(type_, value, _region(ctx, region))
+    store = _open_store(ctx)
+    if not store.remove(type_, normalized, allowlist=allowlist):
+        err_console.print(
+            f"not found: {type_.value} {normalized} ({_side(allowlist)})", highlight=False
         )
+        raise typer.Exit(1)
+    console.print(
+        f"removed: {type_.value} {normalized} ({_side(allowlist)}, version {store.version()})",
+        highlight=False,
+    )
 
 
 # --------------------------------------------------------------------------- list / stats
@@ -383,84 +362,81 @@ def list_(
     ] = 200,
 ) -> None:
     """A table of indicators (or allowlist entries), by type and value."""
-    with _cli_errors():
-        store = _open_store(ctx)
-        entries = _sorted(store.iter(type_=type_, source=source, allowlist=allowlist))
-        at = now_ms()
-        table = Table(
-            title=f"{_side(allowlist)} ({len(entries)})",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,  # fewer rules: more room for the values in 80 columns
-        )
-        shown = entries[:limit]
-        # pipes and files get the whole rows; a narrow terminal gets no tags column
-        out = console if console.is_terminal else Console(width=max(console.width, 200))
-        width = out.width
-        with_tags = width >= 120
-        table.add_column("type", no_wrap=True)
-        table.add_column("value", overflow="fold")
-        table.add_column("sources", overflow="fold")
-        table.add_column("severity/conf.", no_wrap=True)
-        table.add_column("until (UTC)", no_wrap=True)
+    store = _open_store(ctx)
+    entries = _sorted(store.iter(type_=type_, source=source, allowlist=allowlist))
+    at = now_ms()
+    table = Table(
+        title=f"{_side(allowlist)} ({len(entries)})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,  # fewer rules: more room for the values in 80 columns
+    )
+    shown = entries[:limit]
+    # pipes and files get the whole rows; a narrow terminal gets no tags column
+    out = console if console.is_terminal else Console(width=max(console.width, 200))
+    width = out.width
+    with_tags = width >= 120
+    table.add_column("type", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_column("sources", overflow="fold")
+    table.add_column("severity/conf.", no_wrap=True)
+    table.add_column("until (UTC)", no_wrap=True)
+    if with_tags:
+        table.add_column("tags", overflow="fold")
+    for ind in shown:
+        expired = ind.valid_until is not None and ind.valid_until < at
+        cells = [
+            ind.type.value,
+            ind.value,
+            " ".join(ind.sources),
+            f"{ind.severity.value}/{ind.confidence}",
+            (format_timestamp(ind.valid_until) or "")[:10],  # the date is enough here
+        ]
         if with_tags:
-            table.add_column("tags", overflow="fold")
-        for ind in shown:
-            expired = ind.valid_until is not None and ind.valid_until < at
-            cells = [
-                ind.type.value,
-                ind.value,
-                " ".join(ind.sources),
-                f"{ind.severity.value}/{ind.confidence}",
-                (format_timestamp(ind.valid_until) or "")[:10],  # the date is enough here
-            ]
-            if with_tags:
-                cells.append(" ".join(ind.tags))
-            table.add_row(*cells, style="red" if expired else None)
-        out.print(table)
-        if len(entries) > limit:
-            console.print(f"… and {len(entries) - limit} more (--limit)", style="dim")
+            cells.append(" ".join(ind.tags))
+        table.add_row(*cells, style="red" if expired else None)
+    out.print(table)
+    if len(entries) > limit:
+        console.print(f"… and {len(entries) - limit} more (--limit)", style="dim")
 
 
 @indicators_app.command("stats")
 def stats(ctx: typer.Context) -> None:
     """Counts by type and by source, allowlist counts, expired entries and the version."""
-    with _cli_errors():
-        store = _open_store(ctx)
-        figures = store.stats(now_ms())
-        table = Table(title=f"indicator store (version {figures.version})", title_justify="left")
-        table.add_column("type")
-        table.add_column("indicators", justify="right")
-        table.add_column("allowlist", justify="right")
-        for type_ in IndicatorType:
-            table.add_row(
-                type_.value,
-                str(figures.by_type.get(type_.value, 0)),
-                str(figures.allowlist_by_type.get(type_.value, 0)),
-            )
-        table.add_section()
+    store = _open_store(ctx)
+    figures = store.stats(now_ms())
+    table = Table(title=f"indicator store (version {figures.version})", title_justify="left")
+    table.add_column("type")
+    table.add_column("indicators", justify="right")
+    table.add_column("allowlist", justify="right")
+    for type_ in IndicatorType:
         table.add_row(
-            "total",
-            str(sum(figures.by_type.values())),
-            str(sum(figures.allowlist_by_type.values())),
-            style="bold",
+            type_.value,
+            str(figures.by_type.get(type_.value, 0)),
+            str(figures.allowlist_by_type.get(type_.value, 0)),
         )
-        table.add_row("expired (not yet purged)", str(figures.expired), "")
-        console.print(table)
-        sources = Table(title="indicators by source", title_justify="left")
-        sources.add_column("source")
-        sources.add_column("indicators", justify="right")
-        for name, count in sorted(figures.by_source.items(), key=lambda kv: (-kv[1], kv[0])):
-            sources.add_row(name, str(count))
-        console.print(sources)
+    table.add_section()
+    table.add_row(
+        "total",
+        str(sum(figures.by_type.values())),
+        str(sum(figures.allowlist_by_type.values())),
+        style="bold",
+    )
+    table.add_row("expired (not yet purged)", str(figures.expired), "")
+    console.print(table)
+    sources = Table(title="indicators by source", title_justify="left")
+    sources.add_column("source")
+    sources.add_column("indicators", justify="right")
+    for name, count in sorted(figures.by_source.items(), key=lambda kv: (-kv[1], kv[0])):
+        sources.add_row(name, str(count))
+    console.print(sources)
 
 
 @indicators_app.command("purge")
 def purge(ctx: typer.Context) -> None:
     """Remove the entries past their valid_until (they already never match)."""
-    with _cli_errors():
-        store = _open_store(ctx)
-        purged = store.purge_expired(now_ms())
-        console.print(f"purged {purged} expired entries (version {store.version()})")
+    store = _open_store(ctx)
+    purged = store.purge_expired(now_ms())
+    console.print(f"purged {purged} expired entries (version {store.version()})")
 
 
 @indicators_app.command("export")
@@ -470,12 +446,11 @@ def export(
 ) -> None:
     """JSON lines of indicator.v1 on stdout, sorted by type and value (``load --format
     jsonl`` takes them back unchanged)."""
-    with _cli_errors():
-        store = _open_store(ctx)
-        out = click.get_binary_stream("stdout")
-        for ind in _sorted(store.iter(allowlist=allowlist)):
-            out.write(orjson.dumps(indicator_to_record(ind)) + b"\n")
-        out.flush()
+    store = _open_store(ctx)
+    out = click.get_binary_stream("stdout")
+    for ind in _sorted(store.iter(allowlist=allowlist)):
+        out.write(orjson.dumps(indicator_to_record(ind)) + b"\n")
+    out.flush()
 
 
 def _sorted(indicators: Iterator[Indicator]) -> list[Indicator]:
@@ -524,78 +499,78 @@ def pull_taxii(
     """Import the STIX 2.1 indicators of a TAXII 2.1 collection, page by page: only those
     added since the last pull of that collection (remembered in Redis), or after
     --added-after. Credentials: SCAMWATCH_TAXII_USERNAME / _PASSWORD / _CAFILE."""
+    # here, not at the top: a broken TAXII install breaks this command only
+    from engine.taxii import DATE_ADDED_LAST, later, open_collection, parse_added_after
+
     started = time.perf_counter()
-    with _cli_errors():
-        settings: Settings = ctx.obj
-        try:
-            since = parse_added_after(added_after) if added_after is not None else None
-        except ValueError as exc:
-            raise ConfigError("--added-after", str(exc)) from None
-        region_code = _region(ctx, region)
-        store = _open_store(ctx)
-        version_before = store.version()  # fail early, before the server, when Redis is down
-        positions = PullPositions(store.client, prefix=store.prefix)
-        with open_collection(url, collection, settings.taxii) as taxii:
-            remembered = positions.get(taxii.api_root_url, taxii.id)
-            since = since or remembered
-            feed = FeedContext(
-                file=taxii.url,
-                source=source or f"taxii:{taxii.alias or taxii.id}",
-                region=region_code,
-                type_=None,
-            )
-            pulled = _PulledPages()
-            with _progress() as progress:
-                task = progress.add_task(f"{taxii.title} (taxii)", total=None)
+    settings: Settings = ctx.obj
+    try:
+        since = parse_added_after(added_after) if added_after is not None else None
+    except ValueError as exc:
+        raise ConfigError("--added-after", str(exc)) from None
+    region_code = _region(ctx, region)
+    store = _open_store(ctx)
+    version_before = store.version()  # fail early, before the server, when Redis is down
+    positions = PullPositions(store.client, prefix=store.prefix)
+    with open_collection(url, collection, settings.taxii) as taxii:
+        remembered = positions.get(taxii.api_root_url, taxii.id)
+        since = since or remembered
+        feed = FeedContext(
+            file=taxii.url,
+            source=source or f"taxii:{taxii.alias or taxii.id}",
+            region=region_code,
+            type_=None,
+        )
+        pulled = _PulledPages()
+        with _progress() as progress:
+            task = progress.add_task(f"{taxii.title} (taxii)", total=None)
 
-                def objects() -> Iterator[object]:
-                    for page in taxii.pages(added_after=since):
-                        pulled.pages += 1
-                        pulled.objects += len(page.objects)
-                        pulled.date_added_last = later(pulled.date_added_last, page.date_added_last)
-                        progress.update(
-                            task,
-                            completed=pulled.objects,
-                            description=f"{taxii.title} (taxii, page {pulled.pages})",
-                        )
-                        yield from page.objects
+            def objects() -> Iterator[object]:
+                for page in taxii.pages(added_after=since):
+                    pulled.pages += 1
+                    pulled.objects += len(page.objects)
+                    pulled.date_added_last = later(pulled.date_added_last, page.date_added_last)
+                    progress.update(
+                        task,
+                        completed=pulled.objects,
+                        description=f"{taxii.title} (taxii, page {pulled.pages})",
+                    )
+                    yield from page.objects
 
-                report = load_items(stix_objects(objects(), feed), store, allowlist=allowlist)
-            _print_errors(report.errors)
-            _print_skipped(report.skipped)
-            console.print(
-                f"{taxii.title} ({taxii.url}): {pulled.objects} object(s) in {pulled.pages} "
-                f"page(s) added after {since or 'the start'}",
+            report = load_items(stix_objects(objects(), feed), store, allowlist=allowlist)
+        _print_errors(report.errors)
+        _print_skipped(report.skipped)
+        console.print(
+            f"{taxii.title} ({taxii.url}): {pulled.objects} object(s) in {pulled.pages} "
+            f"page(s) added after {since or 'the start'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        _print_load_summary(
+            Path(taxii.id),
+            "taxii",
+            allowlist,
+            report.result,
+            len(report.errors),
+            len(report.skipped),
+            report.by_type,
+            version_before,
+            store.version(),
+        )
+        # only now that every indicator is written: a failed pull is pulled again
+        following = remembered
+        if pulled.date_added_last is not None:
+            following = positions.advance(taxii.api_root_url, taxii.id, pulled.date_added_last)
+        elif pulled.objects:
+            err_console.print(
+                f"[yellow]the server sent no {DATE_ADDED_LAST}[/]: the next pull asks from "
+                f"{remembered or 'the start'} again",
                 highlight=False,
-                soft_wrap=True,
             )
-            _print_load_summary(
-                Path(taxii.id),
-                "taxii",
-                allowlist,
-                report.result,
-                len(report.errors),
-                len(report.skipped),
-                report.by_type,
-                version_before,
-                store.version(),
-            )
-            # only now that every indicator is written: a failed pull is pulled again
-            following = remembered
-            if pulled.date_added_last is not None:
-                following = positions.advance(taxii.api_root_url, taxii.id, pulled.date_added_last)
-            elif pulled.objects:
-                err_console.print(
-                    f"[yellow]the server sent no {DATE_ADDED_LAST}[/]: the next pull asks from "
-                    f"{remembered or 'the start'} again",
-                    highlight=False,
-                )
-            console.print(
-                f"next pull: objects added after {following or 'the start'}", highlight=False
-            )
-        console.print(f"took {time.perf_counter() - started:.1f} s", style="dim")
-        if report.errors and not report.by_type:
-            raise typer.Exit(1)  # nothing usable at all
+        console.print(f"next pull: objects added after {following or 'the start'}", highlight=False)
+    console.print(f"took {time.perf_counter() - started:.1f} s", style="dim")
+    if report.errors and not report.by_type:
+        raise typer.Exit(1)  # nothing usable at all
 
 
 @dataclass(slots=True)

@@ -27,6 +27,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from engine.cli import region_option
 from engine.core.matcher import Matcher
 from engine.core.models import (
     IndicatorSnapshot,
@@ -35,7 +36,6 @@ from engine.core.models import (
     Stream,
 )
 from engine.core.processor import RecordProcessor
-from engine.core.region import parse_region
 from engine.settings import RedisSettings, load_settings
 from engine.store.loading import load_feed
 from engine.store.memory import MemoryStore
@@ -103,10 +103,7 @@ def scan(
     """Match a JSON-lines file of call or web events offline; alert.v1 lines out."""
     err = Console(stderr=True)
     settings = load_settings()
-    try:
-        chosen_region = parse_region(region) if region else settings.processing.default_region
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--region") from None
+    chosen_region = region_option(region or None, settings.processing.default_region)
     indicator_feeds = [parse_feed_spec(spec, type_, "--indicators") for spec in indicators or []]
     allowlist_feeds = [parse_feed_spec(spec, type_, "--allowlist") for spec in allowlist or []]
     try:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.core.feeds.records import FeedContext, csv_rows, header_columns
+from engine.core.feeds.records import FeedContext, csv_rows, header_columns, too_many_cells
 from engine.core.models import Indicator, IndicatorType
 from engine.core.normalize import normalize_phone
 from engine.errors import FeedError, NormalizationError
@@ -85,11 +85,8 @@ def _rows_with_header(
                 )
             if is_header:
                 continue
-        if len(row) > len(columns):
-            yield ctx.error(
-                f"{len(row)} cells for {len(columns)} columns (a comma in a value needs quotes)",
-                line=line,
-            )
+        if (wide := too_many_cells(row, columns, ctx, line)) is not None:
+            yield wide
             continue
         yield line, dict(zip(columns, row, strict=False))
 

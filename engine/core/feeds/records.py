@@ -361,6 +361,18 @@ def header_columns(row: list[str]) -> list[str]:
     return [name.strip().lstrip("#").strip().lower() for name in row]
 
 
+def too_many_cells(
+    row: list[str], columns: list[str], ctx: FeedContext, line: int
+) -> FeedError | None:
+    """The error for a row with more cells than the header has columns (None: it fits)."""
+    if len(row) <= len(columns):
+        return None
+    return ctx.error(
+        f"{len(row)} cells for {len(columns)} columns (a comma in a value needs quotes)",
+        line=line,
+    )
+
+
 def read_csv(path: Path, ctx: FeedContext) -> Iterator[Indicator | FeedError]:
     """A CSV whose header names indicator.v1 fields, or any CSV read through ``ctx.mapping``."""
     rows = csv_rows(path, ctx)
@@ -380,11 +392,8 @@ def read_csv(path: Path, ctx: FeedContext) -> Iterator[Indicator | FeedError]:
                 _check_record_header(columns, ctx, line)
                 fields = {name: index for index, name in enumerate(columns) if name}
             continue
-        if len(row) > len(columns):
-            yield ctx.error(
-                f"{len(row)} cells for {len(columns)} columns (a comma in a value needs quotes)",
-                line=line,
-            )
+        if (wide := too_many_cells(row, columns, ctx, line)) is not None:
+            yield wide
             continue
         rec: dict[str, object] = dict(constants)
         width = len(row)

@@ -10,7 +10,6 @@ in a file of that directory) and the parent serves them all through
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Literal
 
@@ -73,10 +72,13 @@ def _gauge(
 class WorkerMetrics:
     """The worker's metrics on one registry (a fresh one per instance, so tests do not share)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, multiprocess_dir: str | None = None
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        # values in files of this directory, merged by a --processes parent
-        self._multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+        # a --processes child (PROMETHEUS_MULTIPROC_DIR, read by the worker's entry point):
+        # prometheus-client keeps its values in files there, merged by the parent
+        self._multiprocess = multiprocess_dir is not None
         r = self.registry
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)

@@ -87,7 +87,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
 
     listen = settings.worker
     _check_port_free("SCAMWATCH_WEB_PORT", listen.web_bind, listen.web_port)
-    metrics = WorkerMetrics()
+    metrics = WorkerMetrics(multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     if serve_metrics:
         try:
             metrics.serve(listen.metrics_port, listen.metrics_bind)

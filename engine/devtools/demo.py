@@ -47,7 +47,7 @@ from engine.kafka_io import (
     iter_records,
     replay_lines,
 )
-from engine.settings import Settings, load_settings
+from engine.settings import Settings
 
 WORKER_START_TIMEOUT_S = 60.0
 
@@ -369,7 +369,7 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 
 def run_demo(
-    options: DemoOptions, console: Console | None = None, settings: Settings | None = None
+    options: DemoOptions, settings: Settings, console: Console | None = None
 ) -> DemoResult:
     """Run the demo; returns what it measured (``ok`` False with ``error`` on failure).
     Whatever happens (an error, Ctrl-C, SIGTERM), what it started is stopped."""
@@ -377,11 +377,8 @@ def run_demo(
         return _run_demo(options, console, settings)
 
 
-def _run_demo(
-    options: DemoOptions, console: Console | None, settings: Settings | None
-) -> DemoResult:
+def _run_demo(options: DemoOptions, console: Console | None, settings: Settings) -> DemoResult:
     console = console or Console()
-    settings = settings or load_settings()
     result = DemoResult(run_id=f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}")
     run = result.run_id
     topics = {

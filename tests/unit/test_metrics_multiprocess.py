@@ -18,9 +18,10 @@ from engine.metrics import WorkerMetrics, mark_process_dead
 
 CHILD = textwrap.dedent(
     """
+    import os
     import sys
     from engine.metrics import WorkerMetrics
-    m = WorkerMetrics()
+    m = WorkerMetrics(multiprocess_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
     events, phones, version, up, partitions, lag = (int(a) for a in sys.argv[1:7])
     m.events.labels(stream="calls", outcome="matched").inc(events)
     m.indicators.labels(type="phone").set(phones)

@@ -298,6 +298,9 @@ class WorkerSettings(_Group):
     session_timeout_seconds: float = Field(default=30.0, ge=6, le=300)
     # how long the producer waits to fill a batch of alerts/dead-letters
     producer_linger_seconds: float = Field(default=0.005, ge=0, le=1)
+    # freeze the built matcher out of the garbage collector's walks after each swap (off
+    # only to measure the pauses it removes: benchmarks/bench_pipeline.py's before/after)
+    gc_freeze: bool = True
 
     @field_validator("data_path", mode="before")
     @classmethod

@@ -79,7 +79,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     from engine.stream.app import Dispatcher, create_app
     from engine.stream.exposures import ExposureReader
     from engine.stream.fastpath import choose_data_path
-    from engine.stream.follower import IndicatorFollower
+    from engine.stream.follower import FrozenHeap, IndicatorFollower
     from engine.stream.topics import prepare_topics
 
     _configure_logging(loglevel)
@@ -102,6 +102,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
         metrics=metrics,
         default_region=settings.processing.default_region,
         poll_interval=settings.worker.indicator_poll_seconds,
+        heap=FrozenHeap(enabled=settings.worker.gc_freeze),
     )
     # uvloop: the per-record work around our code is mostly asyncio machinery (futures,
     # callbacks, the consumer's waits), which uvloop runs in C

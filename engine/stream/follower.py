@@ -56,9 +56,13 @@ class FrozenHeap:
     can keep is cyclic garbage that existed at a swap; so when the frozen generation has
     grown ``compact_growth`` times since the last full pass, one full pass (unfreeze,
     collect, freeze) frees it: one pause per doubling, not one every few seconds.
+
+    ``enabled=False`` (``SCAMWATCH_GC_FREEZE=false``) leaves the collector as Python has it,
+    pauses included: only to measure them.
     """
 
-    def __init__(self, compact_growth: float = 2.0) -> None:
+    def __init__(self, compact_growth: float = 2.0, *, enabled: bool = True) -> None:
+        self.enabled = enabled
         self._growth = compact_growth
         self._baseline: int | None = None  # frozen objects after the last full pass
         self.full_passes = 0
@@ -66,6 +70,9 @@ class FrozenHeap:
     @contextlib.contextmanager
     def building(self) -> Iterator[None]:
         """No automatic collection inside (process-wide: the event loop's thread too)."""
+        if not self.enabled:
+            yield
+            return
         enabled = gc.isenabled()
         gc.disable()
         try:
@@ -77,6 +84,8 @@ class FrozenHeap:
     def after_swap(self) -> None:
         """Freeze what is alive (no walk: ``gc.freeze`` only moves the generations' lists).
         Also after an in-place update, so the indicators it added join the matcher there."""
+        if not self.enabled:
+            return
         gc.freeze()
         if self._baseline is None or gc.get_freeze_count() > self._growth * self._baseline:
             self.full_pass()

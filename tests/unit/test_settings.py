@@ -128,6 +128,12 @@ def test_new_settings_defaults() -> None:
     assert "SCAMWATCH_DATA_PATH" in s.env_names()
 
 
+def test_gc_freeze_is_on_unless_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().worker.gc_freeze is True
+    monkeypatch.setenv("SCAMWATCH_GC_FREEZE", "false")
+    assert load_settings().worker.gc_freeze is False
+
+
 def test_errors_print_where_they_came_from() -> None:
     from engine.core.models import SourcePosition
     from engine.errors import DecodeError, FeedError

@@ -114,3 +114,15 @@ def test_cyclic_garbage_frozen_in_is_freed_by_the_full_pass() -> None:
     assert heap.full_passes == 2
     assert dead() is None
     assert not in_collected_generations(grown)
+
+
+async def test_a_disabled_heap_leaves_the_collector_alone() -> None:
+    gc.unfreeze()
+    heap = FrozenHeap(enabled=False)
+    with heap.building():
+        assert gc.isenabled()
+    follower = IndicatorFollower(store_with(50), metrics=WorkerMetrics(), heap=heap)
+    await follower.load(1)
+    assert gc.get_freeze_count() == 0
+    assert in_collected_generations(follower.matcher)
+    assert heap.full_passes == 0

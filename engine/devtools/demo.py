@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,8 +205,11 @@ class WorkerProcess:
         return self.proc.returncode
 
 
-def start_worker(env_overrides: dict[str, str], log_path: Path) -> WorkerProcess:
-    """Start ``scamwatch worker`` with these ``SCAMWATCH_*`` settings and free ports."""
+def start_worker(
+    env_overrides: dict[str, str], log_path: Path, args: Sequence[str] = ()
+) -> WorkerProcess:
+    """Start ``scamwatch worker`` with these ``SCAMWATCH_*`` settings, free ports and any
+    further ``args`` (e.g. ``--processes 2``)."""
     metrics_port, web_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -225,6 +228,7 @@ def start_worker(env_overrides: dict[str, str], log_path: Path) -> WorkerProcess
             str(web_port),
             "--metrics-port",
             str(metrics_port),
+            *args,
         ],
         stdout=log_file,
         stderr=subprocess.STDOUT,

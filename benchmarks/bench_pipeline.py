@@ -1,30 +1,38 @@
-"""Pipeline benchmark: real Kafka, one ``scamwatch worker`` subprocess, 1M indicators in Redis.
+"""Pipeline benchmark: real Kafka, 1M indicators in Redis, every data path in ONE run.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--indicators N] [--events N]
-        [--rate R] [--latency-events N] [--partitions P]
+    .venv/bin/python benchmarks/bench_pipeline.py [--quick] [--indicators N] [--events N]
+        [--latency-seconds S] [--rate R] [--partitions P] [--paths a,b,...]
 
-Measured in one run, on topics, a consumer group and a Redis prefix of the run's own
-(all removed afterwards):
+On topics, consumer groups and a Redis prefix of the run's own (all removed afterwards):
 
 1. ``--indicators`` synthetic indicators (default 1,000,000: phones, number blocks, domains,
    URLs, keywords) plus the bundled sample feeds, bulk-loaded with ``engine.store.loading``;
 2. ``--events`` events (default 200,000; half calls, half web, ~20 % alerting, ~2 %
    malformed, from the seeded sample-traffic generator) pre-filled into the input topics;
-3. **pass-through ceiling**: a bare aiokafka consumer → producer copying those events to
-   another topic (no decoding), in this process, with nothing else running;
-4. **sustained throughput**: the worker starts on the pre-filled topics; events/s from the
-   input topics to verdicts (the worker's ``scamwatch_events_total``, scraped from its
-   /metrics), steady state between 10 % and 90 % of the events;
-5. **latency at a fixed offered rate** (``--rate``, default 5,000 events/s, for
-   ``--latency-events``): each event stamped with its send time; event ``ts`` → alert
-   arrival at a consumer here, for the alerting events (p50/p99), and the worker's own
-   ``scamwatch_event_latency_seconds`` histogram (event ts → verdict, every event);
-   when that rate is above the worker's measured capacity (its queue then only grows),
-   once more at half the capacity, to show the latency of an unsaturated pipeline.
+3. then, one after the other, each on the same pre-filled topics (its own consumer group,
+   its own output topics), nothing else of the run running meanwhile:
 
-Prints a table, writes ``benchmarks/results/bench_pipeline.json`` and a PNG plot beside it.
-Targets (DESIGN.md): ≥ 10k events/s sustained, p99 ≤ 250 ms at 5k/s offered, ≥ 50 % of the
-pass-through. Bounded: every wait has a deadline; the whole run takes a few minutes.
+   - ``pass_through``: a bare aiokafka consumer → producer copying the records to a sink
+     topic (no decoding), in a process of its own: the ceiling;
+   - ``inline``: ``scamwatch worker`` (the default data path);
+   - ``agents``: ``SCAMWATCH_DATA_PATH=agents`` (plain Faust agents);
+   - ``processes_2``: ``scamwatch worker --processes 2`` (inline, two processes);
+   - ``gc_freeze_off``: the inline worker with ``SCAMWATCH_GC_FREEZE=false`` (the
+     collector as Python has it: the pauses before the fix);
+
+   for each: **sustained events/s** (input topics → verdicts, the worker's
+   ``scamwatch_events_total``; steady state between 10 % and 90 % of the records),
+   **CPU** (cores used in that window, the whole process tree), memory; then
+   **latency at half of the inline worker's measured capacity** (``--rate`` overrides) for
+   ``--latency-seconds``: each event stamped with its send time, event ``ts`` → alert
+   received here for the alerting events (for the pass-through: → copy received, every
+   event), p50/p99/max, and the worker's own ``scamwatch_event_latency_seconds`` histogram.
+
+Prints a table, writes ``benchmarks/results/bench_pipeline.json`` and a PNG beside it
+(throughput bars, latency CDF per path). ``--quick`` (50k indicators, 30k events, 5 s of
+latency; results to the temp directory) runs in a few minutes, to try a change.
+Targets (DESIGN.md): inline ≥ 50 % of the pass-through; p99 ≤ 100 ms at half capacity;
+``--processes 2`` ≥ 1.5× one process. Bounded: every wait has a deadline.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -43,16 +52,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import psutil
 import redis
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
@@ -76,11 +88,40 @@ from engine.store.loading import load_items
 from engine.store.redis import RedisStore
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-TARGET_EVENTS_S = 10_000.0
-TARGET_P99_MS = 250.0
-TARGET_RATIO = 0.5
+TARGET_RATIO = 0.5  # inline ÷ pass-through
+TARGET_P99_MS = 100.0  # at half of the inline worker's capacity
+TARGET_SCALE = 1.5  # --processes 2 ÷ one process
 SCRAPE_EVERY_S = 0.5  # each scrape costs the worker a few ms of CPU: not too often
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # a log keeps the whole table
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """One way of running the pipeline that the benchmark measures."""
+
+    key: str
+    label: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+
+
+PASS_THROUGH = PathSpec("pass_through", "bare aiokafka pass-through")
+PATHS = (
+    PASS_THROUGH,
+    PathSpec("inline", "inline worker (default)", {"SCAMWATCH_DATA_PATH": "inline"}),
+    PathSpec("agents", "agents worker", {"SCAMWATCH_DATA_PATH": "agents"}),
+    PathSpec(
+        "processes_2",
+        "inline, --processes 2",
+        {"SCAMWATCH_DATA_PATH": "inline"},
+        ("--processes", "2"),
+    ),
+    PathSpec(
+        "gc_freeze_off",
+        "inline, gc.freeze off (before the fix)",
+        {"SCAMWATCH_DATA_PATH": "inline", "SCAMWATCH_GC_FREEZE": "false"},
+    ),
+)
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -203,7 +244,32 @@ def events_for(pool: list[bytes], count: int, tag: str) -> Iterator[tuple[bytes,
         yield line, len(line) + 1
 
 
-# ------------------------------------------------------------------------------ metrics
+async def prefill(
+    settings: Settings, topics: dict[str, str], calls: list[bytes], web: list[bytes], count: int
+) -> float:
+    producer = await make_producer(settings.kafka)
+    try:
+        started = time.monotonic()
+        await asyncio.gather(
+            replay_lines(
+                events_for(calls, count // 2, "s"),
+                topic=topics["calls"],
+                kafka=settings.kafka,
+                producer=producer,
+            ),
+            replay_lines(
+                events_for(web, count - count // 2, "s"),
+                topic=topics["web"],
+                kafka=settings.kafka,
+                producer=producer,
+            ),
+        )
+        return count / (time.monotonic() - started)
+    finally:
+        await producer.stop()
+
+
+# ------------------------------------------------------------------------------ what is measured
 
 
 def scrape(port: int) -> dict[str, Any] | None:
@@ -239,86 +305,78 @@ def histogram_quantile(q: float, before: dict[float, float], after: dict[float, 
     return lower
 
 
-def wait_events(
-    port: int,
-    target: float,
-    timeout: float,
-    samples: list[tuple[float, float]],
-    proc: psutil.Process | None = None,
-    cpu: list[float] | None = None,
-) -> float:
-    """Scrape until the worker has counted ``target`` events; returns the count reached.
-    With ``proc``, ``cpu`` gets the worker's CPU seconds at each sample."""
-    deadline = time.monotonic() + timeout
-    count = 0.0
-    while time.monotonic() < deadline:
-        got = scrape(port)
-        if got is not None:
-            count = got["events"]
-            samples.append((time.monotonic(), count))
-            if proc is not None and cpu is not None:
-                times = proc.cpu_times()
-                cpu.append(times.user + times.system)
-            if count >= target:
-                break
-        time.sleep(SCRAPE_EVERY_S)
-    return count
+class Subject(Protocol):
+    """A running pipeline: how many input records it has done, its processes, its output."""
+
+    out_topic: str
+
+    def count(self) -> float | None: ...
+
+    def buckets(self) -> dict[float, float] | None: ...
+
+    def tree(self) -> list[psutil.Process]: ...
+
+    def failed(self) -> str | None: ...
+
+    def stop(self) -> None: ...
 
 
-def steady_rate(samples: list[tuple[float, float]], total: float) -> tuple[float, float]:
-    """(steady events/s between 10 % and 90 % of ``total``, overall events/s from the first
-    counted event to the last)."""
+class WorkerSubject:
+    """``scamwatch worker`` (one process or ``--processes N``), counted by its /metrics."""
 
-    def first_at(level: float) -> tuple[float, float]:
-        return next(s for s in samples if s[1] >= level)
+    def __init__(self, worker: WorkerProcess, out_topic: str) -> None:
+        self.worker = worker
+        self.out_topic = out_topic
+        self._root = psutil.Process(worker.proc.pid)
 
-    lo, hi = first_at(0.1 * total), first_at(0.9 * total)
-    start = next(s for s in samples if s[1] > 0)
-    end = first_at(total)
-    steady = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else float("nan")
-    overall = (end[1] - start[1]) / (end[0] - start[0]) if end[0] > start[0] else float("nan")
-    return steady, overall
+    def count(self) -> float | None:
+        got = scrape(self.worker.metrics_port)
+        return None if got is None else float(got["events"])
 
+    def buckets(self) -> dict[float, float] | None:
+        got = scrape(self.worker.metrics_port)
+        return None if got is None else dict(got["buckets"])
 
-# ------------------------------------------------------------------------------ phases
+    def tree(self) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return [self._root, *self._root.children(recursive=True)]
+        return []
 
-
-async def prefill(
-    settings: Settings, topics: dict[str, str], calls: list[bytes], web: list[bytes], count: int
-) -> float:
-    producer = await make_producer(settings.kafka)
-    try:
-        started = time.monotonic()
-        await asyncio.gather(
-            replay_lines(
-                events_for(calls, count // 2, "s"),
-                topic=topics["calls"],
-                kafka=settings.kafka,
-                producer=producer,
-            ),
-            replay_lines(
-                events_for(web, count - count // 2, "s"),
-                topic=topics["web"],
-                kafka=settings.kafka,
-                producer=producer,
-            ),
+    def failed(self) -> str | None:
+        if self.worker.proc.poll() is None:
+            return None
+        return (
+            f"the worker exited with code {self.worker.proc.returncode}; its log "
+            f"({self.worker.log_path}):\n{self.worker.log_tail()}"
         )
-        return count / (time.monotonic() - started)
-    finally:
-        await producer.stop()
+
+    def stop(self) -> None:
+        self.worker.stop()
 
 
-async def pass_through(
-    settings: Settings,
-    topics: dict[str, str],
-    count: int,
+def pass_through_main(
+    inputs: list[str],
+    sink: str,
     group: str,
-    samples: list[tuple[float, float]],
-) -> float:
-    """Copy ``count`` records from the input topics to a sink topic: consume, produce, ack."""
+    copied: Synchronized[int],
+    ready: MpEvent,
+    stop: MpEvent,
+) -> None:
+    """The pass-through process: consume ``inputs``, produce each record to ``sink``."""
+    asyncio.run(_pass_through(load_settings(), inputs, sink, group, copied, ready, stop))
+
+
+async def _pass_through(
+    settings: Settings,
+    inputs: list[str],
+    sink: str,
+    group: str,
+    copied: Synchronized[int],
+    ready: MpEvent,
+    stop: MpEvent,
+) -> None:
     consumer = AIOKafkaConsumer(
-        topics["calls"],
-        topics["web"],
+        *inputs,
         **settings.kafka.client_options(),
         group_id=group,
         auto_offset_reset="earliest",
@@ -327,111 +385,238 @@ async def pass_through(
     )
     producer = await make_producer(settings.kafka, client_id="bench-pass-through")
     await consumer.start()
-    done = 0
-    started: float | None = None
+    pending: list[asyncio.Future[Any]] = []
     try:
-        deadline = time.monotonic() + 300
-        pending: list[asyncio.Future[Any]] = []
-        while done < count and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            if consumer.assignment():
+                ready.set()
+            done = 0
             for records in batches.values():
                 for record in records:
-                    if started is None:
-                        started = time.monotonic()
-                        samples.append((0.0, 0.0))
-                    pending.append(
-                        await producer.send(topics["sink"], record.value, key=record.key)
-                    )
-                    done += 1
-            if started is not None:
-                samples.append((time.monotonic() - started, float(done)))
-            if len(pending) > 10_000:
-                await asyncio.gather(*pending)
+                    pending.append(await producer.send(sink, record.value, key=record.key))
+                done += len(records)
+            if done:
+                with copied.get_lock():
+                    copied.value += done
+            if len(pending) > 10_000 or (pending and not batches):
+                await asyncio.gather(*pending)  # acknowledged, then committed
                 pending.clear()
                 await consumer.commit()
         await producer.flush()
         await asyncio.gather(*pending)
         await consumer.commit()
-        elapsed = time.monotonic() - (started or time.monotonic())
-        samples.append((elapsed, float(done)))
     finally:
         await consumer.stop()
         await producer.stop()
-    if done < count:
-        raise RuntimeError(f"pass-through copied only {done} of {count} records in 300 s")
-    return done / elapsed
+
+
+class PassThroughSubject:
+    """The bare aiokafka consume → produce copy, in a process of its own (its CPU alone)."""
+
+    def __init__(self, inputs: list[str], sink: str, group: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.out_topic = sink
+        self._copied: Synchronized[int] = ctx.Value("q", 0)
+        self._ready = ctx.Event()
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(
+            target=pass_through_main,
+            args=(inputs, sink, group, self._copied, self._ready, self._stop),
+            daemon=True,
+        )
+        self._proc.start()
+        assert self._proc.pid is not None
+        self._root = psutil.Process(self._proc.pid)
+
+    def wait_ready(self, timeout: float) -> None:
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"the pass-through had no partitions after {timeout:.0f} s")
+
+    def count(self) -> float | None:
+        return float(self._copied.value)
+
+    def buckets(self) -> dict[float, float] | None:
+        return None
+
+    def tree(self) -> list[psutil.Process]:
+        return [self._root] if self._proc.is_alive() else []
+
+    def failed(self) -> str | None:
+        return None if self._proc.is_alive() else f"the pass-through exited ({self._proc.exitcode})"
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._proc.join(30)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(10)
+
+
+def cpu_seconds(tree: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def rss_mib(tree: list[psutil.Process]) -> float:
+    total = 0
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += proc.memory_info().rss
+    return total / 2**20
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # time.monotonic()
+    count: float  # input records done
+    cpu_s: float  # CPU seconds of the whole process tree
+
+
+def follow(subject: Subject, total: float, timeout: float, every: float) -> list[Sample]:
+    """Sample the subject until it has done ``total`` records (an error after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    samples: list[Sample] = []
+    while time.monotonic() < deadline:
+        got = subject.count()
+        if got is not None:
+            samples.append(Sample(time.monotonic(), got, cpu_seconds(subject.tree())))
+            if got >= total:
+                return samples
+        problem = subject.failed()
+        if problem:
+            raise RuntimeError(problem)
+        time.sleep(every)
+    done = samples[-1].count if samples else 0
+    raise RuntimeError(f"{done:.0f} of {total:.0f} records done in {timeout:.0f} s")
+
+
+def throughput(samples: list[Sample], total: float, started: float) -> dict[str, Any]:
+    """Steady events/s and cores between 10 % and 90 % of ``total``, and from first to last."""
+
+    def first_at(level: float) -> Sample:
+        return next(s for s in samples if s.count >= level)
+
+    first = next(s for s in samples if s.count > 0)
+    lo, hi, end = first_at(0.1 * total), first_at(0.9 * total), first_at(total)
+    span = hi.at - lo.at
+    return {
+        "records": total,
+        "first_output_s": first.at - started,
+        "steady_per_s": (hi.count - lo.count) / span if span > 0 else float("nan"),
+        "cpu_cores": (hi.cpu_s - lo.cpu_s) / span if span > 0 else float("nan"),
+        "overall_per_s": (end.count - first.count) / (end.at - first.at)
+        if end.at > first.at
+        else float("nan"),
+    }
+
+
+def wait_quiet(subject: Subject, settle: float, timeout: float) -> float:
+    """Until the subject's count has not moved for ``settle`` seconds; returns it."""
+    deadline = time.monotonic() + timeout
+    last, since = subject.count(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = subject.count()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif last is not None and time.monotonic() - since >= settle:
+            return last
+    raise RuntimeError(f"the subject never went quiet in {timeout:.0f} s (at {last})")
 
 
 @dataclass
 class LatencyRun:
     offered: float = 0.0
     sent: int = 0
-    alert_ms: list[float] = field(default_factory=list)
+    ms: list[float] = field(default_factory=list)
+    buckets_before: dict[float, float] | None = None
+    buckets_after: dict[float, float] | None = None
 
 
-async def latency_phase(
+Timed = Callable[[bytes, str], float | None]  # (output record, tag) -> its event ts (ms)
+
+
+def alert_ts(value: bytes, tag: str) -> float | None:
+    """An alert of one of our timed events: the event's ts."""
+    alert = orjson.loads(value)
+    if str(alert.get("event_id", "")).startswith(tag) and alert.get("rule"):
+        return float(event_ts_ms(alert["event_ts"]))
+    return None
+
+
+def copy_ts(value: bytes, tag: str) -> float | None:
+    """A copied input record of one of our timed events: its ts."""
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(record, dict) and str(record.get("event_id", "")).startswith(tag):
+        return float(record["ts"])
+    return None
+
+
+async def offer(
     settings: Settings,
-    topics: dict[str, str],
-    calls: list[bytes],
-    web: list[bytes],
+    templates: list[tuple[str, bytes | None, bytes, bool]],
+    subject: Subject,
+    timed: Timed,
     rate: float,
     count: int,
-    port: int,
-    drain_s: float,
     tag: str,
-) -> tuple[LatencyRun, dict[str, Any], dict[str, Any]]:
-    """Offer ``count`` events at ``rate``/s (each stamped with its send time); time each
-    alert's arrival. Returns the run and the /metrics scrapes before and after."""
+) -> LatencyRun:
+    """Offer ``count`` events at ``rate``/s, each stamped with its send time; time the
+    outputs of them that arrive on the subject's output topic."""
     run = LatencyRun()
-    caught_up = asyncio.Event()
     last = time.monotonic()
 
     async def collect() -> None:
         nonlocal last
-        async for _, value in iter_records(settings.kafka, [topics["alerts"]], from_beginning=True):
+        async for _, value in iter_records(
+            settings.kafka, [subject.out_topic], from_beginning=True
+        ):
             now = time.time() * 1000
             last = time.monotonic()
-            alert = orjson.loads(value)
-            if str(alert.get("event_id", "")).startswith(tag) and alert.get("rule"):
-                run.alert_ms.append(now - event_ts_ms(alert["event_ts"]))
+            ts = timed(value, tag)
+            if ts is not None:
+                run.ms.append(now - ts)
 
-    async def watch_idle() -> None:
-        # polls the time of the last alert read: idle for 1.5 s means the backlog is read
+    async def idle() -> None:
+        # the output topic's earlier records are read once nothing came for 1.5 s
         while time.monotonic() - last < 1.5:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
-        caught_up.set()
 
     collector = asyncio.create_task(collect())
-    await asyncio.wait_for(watch_idle(), timeout=120)  # old alerts read: now at the end
-    await caught_up.wait()
-    before = scrape(port) or {"events": 0.0, "buckets": {}}
-    producer = await make_producer(settings.kafka, linger_ms=1)
-    templates = latency_templates(calls, web, topics, tag)
-    started = time.monotonic()
     try:
-        bucket = TokenBucket(rate, burst=max(1.0, rate / 50))
-        for i in range(count):
-            topic, key, line, is_template = templates[i % len(templates)]
-            await bucket.take()
-            value = line % (i, int(time.time() * 1000)) if is_template else line
-            await producer.send(topic, value, key=key)
-            run.sent += 1
-        await producer.flush()
-        run.offered = count / (time.monotonic() - started)
+        await asyncio.wait_for(idle(), timeout=180)
+        before = await asyncio.to_thread(wait_quiet, subject, 1.5, 180)
+        run.buckets_before = await asyncio.to_thread(subject.buckets)
+        producer = await make_producer(settings.kafka, linger_ms=1)
+        started = time.monotonic()
+        try:
+            bucket = TokenBucket(rate, burst=max(1.0, rate / 50))
+            for i in range(count):
+                topic, key, line, is_template = templates[i % len(templates)]
+                await bucket.take()
+                value = line % (i, int(time.time() * 1000)) if is_template else line
+                await producer.send(topic, value, key=key)
+                run.sent += 1
+            await producer.flush()
+            run.offered = count / (time.monotonic() - started)
+        finally:
+            await producer.stop()
+        await asyncio.to_thread(follow, subject, before + count, 180, SCRAPE_EVERY_S)
+        run.buckets_after = await asyncio.to_thread(subject.buckets)
+        await asyncio.sleep(1.0)  # the last outputs reach the collector
     finally:
-        await producer.stop()
-    samples: list[tuple[float, float]] = []
-    target = before["events"] + count
-    await asyncio.to_thread(wait_events, port, target, drain_s, samples)
-    after = scrape(port) or before
-    await asyncio.sleep(1.0)  # the last alerts reach the consumer
-    collector.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await collector
-    return run, before, after
-
-
-# ------------------------------------------------------------------------------ report
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+    return run
 
 
 def pct(values: list[float], q: float) -> float:
@@ -441,73 +626,350 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def latency_summary(
-    run: LatencyRun, before: dict[str, Any], after: dict[str, Any]
-) -> dict[str, float]:
-    ms = run.alert_ms
-    return {
+def latency_summary(run: LatencyRun) -> dict[str, float]:
+    ms = run.ms
+    out = {
         "offered_per_s": run.offered,
         "events": float(run.sent),
-        "alerts_timed": float(len(ms)),
-        "alert_p50_ms": pct(ms, 0.50),
-        "alert_p99_ms": pct(ms, 0.99),
-        "alert_max_ms": max(ms) if ms else float("nan"),
-        "alert_mean_ms": statistics.fmean(ms) if ms else float("nan"),
-        "verdict_p50_ms": 1000 * histogram_quantile(0.5, before["buckets"], after["buckets"]),
-        "verdict_p99_ms": 1000 * histogram_quantile(0.99, before["buckets"], after["buckets"]),
+        "timed": float(len(ms)),
+        "p50_ms": pct(ms, 0.50),
+        "p99_ms": pct(ms, 0.99),
+        "max_ms": max(ms) if ms else float("nan"),
+        "mean_ms": statistics.fmean(ms) if ms else float("nan"),
+        "over_100ms": sum(1 for v in ms if v > 100) / len(ms) if ms else float("nan"),
     }
+    if run.buckets_before is not None and run.buckets_after is not None:
+        for q, name in ((0.5, "verdict_p50_ms"), (0.99, "verdict_p99_ms")):
+            out[name] = 1000 * histogram_quantile(q, run.buckets_before, run.buckets_after)
+    return out
 
 
-def plot(
-    results: dict[str, Any],
-    worker_samples: list[tuple[float, float]],
-    pass_samples: list[tuple[float, float]],
-    latency_runs: list[tuple[str, list[float]]],
-    path: Path,
-) -> None:
+# ------------------------------------------------------------------------------ the run
+
+
+class LoadWatch:
+    """The machine's 1-minute load average, sampled every few seconds during the run."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = [os.getloadavg()[0]]
+
+    def note(self) -> float:
+        self.samples.append(os.getloadavg()[0])
+        return self.samples[-1]
+
+    def summary(self) -> dict[str, float]:
+        s = self.samples
+        return {
+            "start": s[0],
+            "end": s[-1],
+            "min": min(s),
+            "mean": statistics.fmean(s),
+            "max": max(s),
+        }
+
+
+@dataclass
+class Bench:
+    """What every phase of one run shares."""
+
+    args: argparse.Namespace
+    settings: Settings
+    run: str
+    topics: dict[str, str]
+    prefix: str
+    workdir: Path
+    calls: list[bytes]
+    web: list[bytes]
+    load: LoadWatch
+
+    def input_records(self) -> float:
+        return asyncio.run(records_in(self.settings, [self.topics["calls"], self.topics["web"]]))
+
+    def start(self, spec: PathSpec, *, ready: bool = True) -> Subject:
+        """Start the subject; with ``ready``, return once it consumes (has its partitions)."""
+        if spec is PASS_THROUGH:
+            pt = PassThroughSubject(
+                [self.topics["calls"], self.topics["web"]],
+                self.topics["sink"],
+                f"bench-{self.run}-pass",
+            )
+            if ready:
+                pt.wait_ready(60)
+            return pt
+        env = {
+            "SCAMWATCH_TOPIC_CALLS": self.topics["calls"],
+            "SCAMWATCH_TOPIC_WEB": self.topics["web"],
+            "SCAMWATCH_TOPIC_ALERTS": self.topics[f"alerts-{spec.key}"],
+            "SCAMWATCH_TOPIC_DEADLETTER": self.topics[f"deadletter-{spec.key}"],
+            "SCAMWATCH_TOPIC_SIGHTINGS": self.topics["sightings"],
+            "SCAMWATCH_TOPIC_PARTITIONS": str(self.args.partitions),
+            "SCAMWATCH_APP_ID": f"bench-{self.run}-{spec.key}",
+            "SCAMWATCH_REDIS_PREFIX": self.prefix,
+            "SCAMWATCH_STATE_DIR": str(self.workdir / f"state-{spec.key}"),
+            "SCAMWATCH_SNAPSHOT_WAIT_SECONDS": "120",
+            "SCAMWATCH_GC_FREEZE": "true",
+            **spec.env,
+        }
+        worker = start_worker(env, self.workdir / f"worker-{spec.key}.log", spec.args)
+        subject = WorkerSubject(worker, self.topics[f"alerts-{spec.key}"])
+        try:
+            wait_worker_ready(worker, timeout=60)
+        except Exception:
+            subject.stop()
+            raise
+        return subject
+
+    def measure_throughput(self, spec: PathSpec) -> tuple[dict[str, Any], list[Sample]]:
+        total = self.input_records()
+        load_before = self.load.note()
+        started = time.monotonic()
+        # sampled from its start: the pass-through copies a quick run's topic in a second
+        subject = self.start(spec, ready=False)
+        try:
+            every = 0.05 if spec is PASS_THROUGH else SCRAPE_EVERY_S
+            samples = follow(subject, total, 60 + total / 400, every)
+            result = throughput(samples, total, started)
+            result["rss_mib"] = rss_mib(subject.tree())
+            if self.args.rate is None and spec.key == "inline":
+                # every path's latency is measured at half of the inline worker's capacity
+                self.args.rate = max(100.0, round(0.5 * result["steady_per_s"], -2))
+            if self.args.rate is not None:
+                result |= self.measure_latency(spec, subject, self.args.rate)
+        finally:
+            subject.stop()
+        result["load_average"] = statistics.fmean([load_before, self.load.note()])
+        return result, samples
+
+    def measure_latency(
+        self, spec: PathSpec, subject: Subject | None, rate: float
+    ) -> dict[str, Any]:
+        """Latency at ``rate`` on a running subject (or on one started for it)."""
+        own = subject is None
+        running = self.start(spec) if subject is None else subject
+        tag = f"lat-{spec.key}-"
+        try:
+            run = asyncio.run(
+                offer(
+                    self.settings,
+                    latency_templates(self.calls, self.web, self.topics, tag),
+                    running,
+                    copy_ts if spec is PASS_THROUGH else alert_ts,
+                    rate,
+                    max(1, int(rate * self.args.latency_seconds)),
+                    tag,
+                )
+            )
+        finally:
+            if own:
+                running.stop()
+        self.load.note()
+        return {"latency": latency_summary(run), "latency_ms": run.ms}
+
+
+async def records_in(settings: Settings, topics: list[str]) -> float:
+    """Records now in ``topics`` (their end offsets: the run's topics are never compacted)."""
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    parts = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    if len({p.topic for p in parts}) < len(topics):
+        raise RuntimeError(f"no partitions known for some of {topics}")
+    consumer = AIOKafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(parts)
+    finally:
+        await consumer.stop()
+    return float(sum(ends.values()))
+
+
+async def run_topics(settings: Settings, run: str) -> list[str]:
+    """Every topic this run made, the workers' internal ones included."""
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
+    await admin.start()
+    try:
+        return [t for t in await admin.list_topics() if t.startswith(f"bench-{run}-")]
+    finally:
+        await admin.close()
+
+
+def cleanup(settings: Settings, run: str, prefix: str) -> None:
+    with contextlib.suppress(Exception):
+        asyncio.run(delete_topics(settings.kafka, asyncio.run(run_topics(settings, run))))
+    client = redis.Redis.from_url(settings.redis.url.get_secret_value())
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 10_000):
+            client.delete(*keys[i : i + 10_000])
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def judge(paths: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The DESIGN targets, each with the measured figure (absent paths: not judged)."""
+    out: list[dict[str, Any]] = []
+    pt, inline = paths.get("pass_through"), paths.get("inline")
+    if pt and inline:
+        ratio = inline["steady_per_s"] / pt["steady_per_s"]
+        out.append(
+            {
+                "target": f"inline ≥ {TARGET_RATIO:.0%} of the pass-through",
+                "measured": f"{ratio:.0%}",
+                "value": ratio,
+                "ok": ratio >= TARGET_RATIO,
+            }
+        )
+    for key, spec_label in (
+        ("inline", "inline"),
+        ("agents", "agents"),
+        ("processes_2", "--processes 2"),
+    ):
+        lat = paths.get(key, {}).get("latency")
+        if lat:
+            out.append(
+                {
+                    "target": f"{spec_label}: p99 ≤ {TARGET_P99_MS:.0f} ms at half capacity",
+                    "measured": f"{lat['p99_ms']:.0f} ms at {lat['offered_per_s']:,.0f}/s",
+                    "value": lat["p99_ms"],
+                    "ok": lat["p99_ms"] <= TARGET_P99_MS,
+                }
+            )
+    two = paths.get("processes_2")
+    if two and inline:
+        scale = two["steady_per_s"] / inline["steady_per_s"]
+        out.append(
+            {
+                "target": f"--processes 2 ≥ {TARGET_SCALE}× one process",
+                "measured": f"{scale:.2f}×",
+                "value": scale,
+                "ok": scale >= TARGET_SCALE,
+            }
+        )
+    return out
+
+
+def report_table(r: dict[str, Any]) -> tuple[Table, Table]:
+    m = r["machine"]["load_average"]
+    t = Table(
+        title=(
+            f"pipeline benchmark, {r['date']}, {r['machine']['cpus']} CPUs, code {r.get('code')}, "
+            f"{r['params']['indicators']:,} indicators, load {m['min']:.1f}-{m['max']:.1f}"
+        ),
+        title_justify="left",
+    )
+    for col in (
+        "path",
+        "sustained ev/s",
+        "÷ pass-through",
+        "CPU cores",
+        "first output",
+        "RSS MiB",
+        "p50 / p99 / max ms",
+        "verdict p99 ms",
+    ):
+        t.add_column(col, justify="left" if col == "path" else "right")
+    pt = r["paths"].get("pass_through", {}).get("steady_per_s")
+    for p in r["paths"].values():
+        lat = p.get("latency", {})
+        t.add_row(
+            p["label"],
+            f"{p['steady_per_s']:,.0f}",
+            f"{p['steady_per_s'] / pt:.0%}" if pt else "",
+            f"{p['cpu_cores']:.2f}",
+            f"{p['first_output_s']:.1f} s",
+            f"{p['rss_mib']:,.0f}",
+            f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} / {lat['max_ms']:.0f}" if lat else "",
+            f"{lat['verdict_p99_ms']:.0f}" if "verdict_p99_ms" in lat else "",
+        )
+    targets = Table(
+        title=f"targets (latency offered at {r['rate_per_s']:,.0f}/s)", title_justify="left"
+    )
+    targets.add_column("target")
+    targets.add_column("measured", justify="right")
+    targets.add_column("met", justify="center")
+    for row in r["targets"]:
+        targets.add_row(
+            row["target"], row["measured"], "[green]yes[/]" if row["ok"] else "[red]no[/]"
+        )
+    return t, targets
+
+
+def plot(results: dict[str, Any], cdfs: dict[str, list[float]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    if worker_samples:
-        t0 = next(t for t, c in worker_samples if c > 0)
-        left.plot(
-            [t - t0 for t, _ in worker_samples if t >= t0 - 0.5],
-            [c for t, c in worker_samples if t >= t0 - 0.5],
-            label="scamwatch worker",
+    paths = results["paths"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    labels = [
+        p["label"].replace(" (", "\n(").replace(", ", ",\n").replace("kafka ", "kafka\n")
+        for p in paths.values()
+    ]
+    values = [p["steady_per_s"] for p in paths.values()]
+    bars = left.bar(range(len(values)), values, color="tab:blue")
+    for bar, p in zip(bars, paths.values(), strict=True):
+        left.annotate(
+            f"{p['steady_per_s']:,.0f}/s\n{p['cpu_cores']:.2f} cores",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
         )
-    left.plot(
-        [t for t, _ in pass_samples],
-        [c for _, c in pass_samples],
-        label="bare aiokafka pass-through",
-        linestyle="--",
-    )
-    left.set_xlabel("seconds")
-    left.set_ylabel("events done")
-    left.set_title(f"pre-filled topic, {results['params']['indicators']:,} indicators")
-    left.legend()
-    for label, values in latency_runs:
-        if values:
-            ordered = sorted(values)
+    if "pass_through" in paths:
+        left.axhline(
+            TARGET_RATIO * paths["pass_through"]["steady_per_s"],
+            color="red",
+            linestyle="--",
+            linewidth=0.8,
+            label=f"target: inline ≥ {TARGET_RATIO:.0%} of the pass-through",
+        )
+    if "inline" in paths and "processes_2" in paths:
+        left.axhline(
+            TARGET_SCALE * paths["inline"]["steady_per_s"],
+            color="orange",
+            linestyle="--",
+            linewidth=0.8,
+            label=f"target: --processes 2 ≥ {TARGET_SCALE}× inline",
+        )
+    left.set_xticks(range(len(values)), labels, fontsize=8)
+    left.set_ylabel("sustained events/s (10-90 % of a pre-filled topic)")
+    left.set_ylim(0, max(values) * 1.25 if values else 1)
+    left.set_title(f"throughput, {results['params']['indicators']:,} indicators")
+    left.legend(fontsize=8, loc="upper right")
+    for key, values_ms in cdfs.items():
+        if values_ms:
+            ordered = sorted(values_ms)
             n = len(ordered)
             right.step(
                 ordered,
                 [(i + 1) / n for i in range(n)],
                 where="post",
-                label=f"{label}: p50 {pct(values, 0.5):.0f} ms, p99 {pct(values, 0.99):.0f} ms",
+                label=(
+                    f"{paths[key]['label']}: p50 {pct(values_ms, 0.5):.0f}, "
+                    f"p99 {pct(values_ms, 0.99):.0f} ms"
+                ),
             )
     right.axvline(
         TARGET_P99_MS, color="red", linestyle="--", label=f"target p99 {TARGET_P99_MS:.0f} ms"
     )
     right.axhline(0.99, color="grey", linestyle=":", linewidth=0.8)
     right.set_xscale("log")
-    right.set_xlabel("event ts → alert received (ms, log scale)")
-    right.set_ylabel("fraction of alerts")
-    right.set_title("latency (CDF)")
-    right.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"scamwatch pipeline benchmark, {results['date']}")
+    right.set_xlabel("event ts → alert received (pass-through: → copy received), ms, log scale")
+    right.set_ylabel("fraction")
+    right.set_title(f"latency CDF at {results['rate_per_s']:,.0f} events/s offered")
+    right.legend(fontsize=7, loc="lower right")
+    load = results["machine"]["load_average"]
+    fig.suptitle(
+        f"scamwatch pipeline benchmark, {results['date']} (load {load['min']:.1f}-{load['max']:.1f}"
+        f" on {results['machine']['cpus']} CPUs)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -527,40 +989,75 @@ def _git_head() -> str | None:
     return done.stdout.strip() or None
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--indicators", type=int, default=1_000_000)
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--rate", type=float, default=5_000.0)
-    parser.add_argument("--latency-events", type=int, default=50_000)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="A small run (a few minutes).")
+    parser.add_argument("--indicators", type=int, help="Default 1,000,000 (--quick: 50,000).")
+    parser.add_argument("--events", type=int, help="Pre-filled; default 200,000 (--quick: 30,000).")
+    parser.add_argument(
+        "--latency-seconds", type=float, help="Offered per path; default 15 (--quick: 5)."
+    )
+    parser.add_argument(
+        "--rate", type=float, help="Offered events/s (default: half of the inline capacity)."
+    )
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument(
+        "--paths",
+        default=",".join(p.key for p in PATHS),
+        help=f"Which to run, in this order: {', '.join(p.key for p in PATHS)}.",
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "bench_pipeline.json")
+    parser.add_argument("--output", type=Path, help="JSON (and the PNG beside it).")
     parser.add_argument("--code", default=None, help="What code was measured (default: git HEAD).")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.indicators = args.indicators or (50_000 if quick else 1_000_000)
+    args.events = args.events or (30_000 if quick else 200_000)
+    args.latency_seconds = args.latency_seconds or (5.0 if quick else 15.0)
+    if args.output is None:
+        where = Path(tempfile.gettempdir()) if quick else RESULTS_DIR
+        args.output = where / ("bench_pipeline_quick.json" if quick else "bench_pipeline.json")
+    known = {p.key for p in PATHS}
+    chosen = [k.strip() for k in args.paths.split(",") if k.strip()]
+    if not chosen or set(chosen) - known:
+        parser.error(f"--paths: expected some of {', '.join(sorted(known))}")
+    if "inline" not in chosen and args.rate is None:
+        parser.error("--rate is needed when inline (which gives the rate) is not run")
+    args.paths = [p for p in PATHS if p.key in chosen]
+    return args
 
+
+def main() -> int:
+    args = parse_args()
     settings = load_settings()
     run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
-    topics = {
-        name: f"bench-{run}-{name}" for name in ("calls", "web", "alerts", "deadletter", "sink")
-    }
+    names = ["calls", "web", "sink", "sightings"]
+    names += [
+        f"{kind}-{p.key}"
+        for p in args.paths
+        if p is not PASS_THROUGH
+        for kind in ("alerts", "deadletter")
+    ]
+    topics = {name: f"bench-{run}-{name}" for name in names}
     prefix = f"scamwatch-bench:{run}:"
     workdir = Path(tempfile.mkdtemp(prefix="scamwatch-bench-"))
-    worker: WorkerProcess | None = None
     began = time.monotonic()
+    load = LoadWatch()
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {
-            "load_average_at_start": os.getloadavg()[0],
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
         "code": args.code or _git_head(),
-        "params": vars(args) | {"output": str(args.output)},
+        "params": {
+            k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "paths"
+        }
+        | {"paths": [p.key for p in args.paths]},
+        "paths": {},
     }
-    worker_samples: list[tuple[float, float]] = []
-    pass_samples: list[tuple[float, float]] = []
+    cdfs: dict[str, list[float]] = {}
     try:
         console.print(f"[bold]1.[/] loading {args.indicators:,} indicators into Redis ...")
         results["load"] = load_indicators(settings, prefix, args.indicators, args.seed)
@@ -573,200 +1070,43 @@ def main() -> int:
         )
         results["prefill_per_s"] = asyncio.run(prefill(settings, topics, calls, web, args.events))
         console.print(f"   {results['prefill_per_s']:,.0f} events/s produced")
+        bench = Bench(args, settings, run, topics, prefix, workdir, calls, web, load)
 
-        console.print("[bold]3.[/] bare aiokafka pass-through (the ceiling) ...")
-        results["pass_through_per_s"] = asyncio.run(
-            pass_through(settings, topics, args.events, f"bench-{run}-pass", pass_samples)
-        )
-        console.print(f"   {results['pass_through_per_s']:,.0f} events/s")
-
-        console.print("[bold]4.[/] worker on the pre-filled topics ...")
-        started = time.monotonic()
-        worker = start_worker(
-            {
-                "SCAMWATCH_TOPIC_CALLS": topics["calls"],
-                "SCAMWATCH_TOPIC_WEB": topics["web"],
-                "SCAMWATCH_TOPIC_ALERTS": topics["alerts"],
-                "SCAMWATCH_TOPIC_DEADLETTER": topics["deadletter"],
-                "SCAMWATCH_APP_ID": f"bench-{run}",
-                "SCAMWATCH_REDIS_PREFIX": prefix,
-                "SCAMWATCH_STATE_DIR": str(workdir / "state"),
-                "SCAMWATCH_SNAPSHOT_WAIT_SECONDS": "120",
-            },
-            workdir / "worker.log",
-        )
-        wait_worker_ready(worker, timeout=60)
-        cpu: list[float] = []
-        proc = psutil.Process(worker.proc.pid)
-        reached = wait_events(worker.metrics_port, args.events, 360, worker_samples, proc, cpu)
-        if reached < args.events:
-            raise RuntimeError(
-                f"the worker counted {reached:.0f} of {args.events} events in "
-                f"time; its log ({worker.log_path}):\n{worker.log_tail()}"
-            )
-        first = next(t for t, c in worker_samples if c > 0)
-        results["worker_start_s"] = first - started
-        steady, overall = steady_rate(worker_samples, args.events)
-        results["worker_steady_per_s"] = steady
-        results["worker_overall_per_s"] = overall
-        results["ratio_to_pass_through"] = steady / results["pass_through_per_s"]
-        # how busy the worker was in the steady window (1.0 = one core): CPU-bound or waiting
-        lo = next(i for i, (_, c) in enumerate(worker_samples) if c >= 0.1 * args.events)
-        hi = next(i for i, (_, c) in enumerate(worker_samples) if c >= 0.9 * args.events)
-        span = worker_samples[hi][0] - worker_samples[lo][0]
-        results["worker_cpu_cores"] = (cpu[hi] - cpu[lo]) / span if span > 0 else float("nan")
-        rss = psutil.Process(worker.proc.pid)
-        results["worker_rss_mib"] = (
-            sum(p.memory_info().rss for p in [rss, *rss.children(recursive=True)]) / 2**20
-        )
-        console.print(
-            f"   first verdict {results['worker_start_s']:.1f} s after start "
-            f"(snapshot + build); {steady:,.0f} events/s steady"
-        )
-
-        console.print(f"[bold]5.[/] latency at {args.rate:,.0f} events/s offered ...")
-        lat, before, after = asyncio.run(
-            latency_phase(
-                settings,
-                topics,
-                calls,
-                web,
-                args.rate,
-                args.latency_events,
-                worker.metrics_port,
-                drain_s=180,
-                tag="lat-a-",
-            )
-        )
-        results["latency"] = latency_summary(lat, before, after)
-        latency_runs = [(f"{lat.offered:,.0f} ev/s offered", lat.alert_ms)]
-        if steady < args.rate:
-            # above capacity the queue grows and latency with it; below it shows the floor
-            low_rate = max(100.0, round(0.5 * steady, -2))
+        for n, spec in enumerate(args.paths, start=3):
+            console.print(f"[bold]{n}.[/] {spec.label} ...")
+            result, _ = bench.measure_throughput(spec)
+            cdfs[spec.key] = result.pop("latency_ms", [])
+            results["paths"][spec.key] = {"label": spec.label, **result}
+            lat = result.get("latency")
             console.print(
-                f"[bold]5b.[/] {args.rate:,.0f}/s is above the worker's capacity: latency "
-                f"again at {low_rate:,.0f} events/s (half of it) ..."
+                f"   {result['steady_per_s']:,.0f} events/s at {result['cpu_cores']:.2f} cores"
+                + (f"; p50 / p99 {lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms" if lat else "")
             )
-            low, before, after = asyncio.run(
-                latency_phase(
-                    settings,
-                    topics,
-                    calls,
-                    web,
-                    low_rate,
-                    int(low_rate * 8),
-                    worker.metrics_port,
-                    drain_s=120,
-                    tag="lat-b-",
-                )
-            )
-            results["latency_below_capacity"] = latency_summary(low, before, after)
-            latency_runs.append((f"{low.offered:,.0f} ev/s (below capacity)", low.alert_ms))
-        args.output.parent.mkdir(parents=True, exist_ok=True)
+            passed = results["paths"].get(PASS_THROUGH.key)
+            if passed is not None and "latency" not in passed and args.rate is not None:
+                # the rate was not known yet when it ran: once more, for its latency only
+                console.print(f"   {PASS_THROUGH.label}: latency at {args.rate:,.0f}/s ...")
+                got = bench.measure_latency(PASS_THROUGH, None, args.rate)
+                cdfs[PASS_THROUGH.key] = got.pop("latency_ms")
+                passed |= got
+        results["rate_per_s"] = args.rate
         results["elapsed_s"] = time.monotonic() - began
-        results["machine"]["load_average_at_end"] = os.getloadavg()[0]
-        results["targets"] = {
-            "events_per_s": {
-                "target": TARGET_EVENTS_S,
-                "ok": results["worker_steady_per_s"] >= TARGET_EVENTS_S,
-            },
-            "p99_ms": {
-                "target": TARGET_P99_MS,
-                "ok": results["latency"]["alert_p99_ms"] <= TARGET_P99_MS,
-            },
-            "ratio": {
-                "target": TARGET_RATIO,
-                "ok": results["ratio_to_pass_through"] >= TARGET_RATIO,
-            },
-        }
+        load.note()
+        results["machine"]["load_average"] = load.summary()
+        results["targets"] = judge(results["paths"])
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(results, indent=2) + "\n")
         png = args.output.with_suffix(".png")
-        plot(results, worker_samples, pass_samples, latency_runs, png)
-        console.print(report_table(results))
-        console.print(f"results: {args.output}, plot: {png}")
+        plot(results, cdfs, png)
+        for table in report_table(results):
+            console.print(table)
+        console.print(
+            f"whole run {results['elapsed_s']:.0f} s; results: {args.output}, plot: {png}"
+        )
         return 0
     finally:
-        if worker is not None:
-            worker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        asyncio.run(
-            delete_topics(settings.kafka, [*topics.values(), f"bench-{run}-__assignor-__leader"])
-        )
-        client = redis.Redis.from_url(settings.redis.url.get_secret_value())
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
-
-
-def report_table(r: dict[str, Any]) -> Table:
-    def mark(ok: bool) -> str:
-        return "[green]yes[/]" if ok else "[red]no[/]"
-
-    t = Table(
-        title=f"pipeline benchmark, {r['date']}, {r['machine']['cpus']} CPUs, code {r.get('code')}",
-        title_justify="left",
-    )
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_column("target", justify="right")
-    t.add_column("met", justify="center")
-    lat = r["latency"]
-    tg = r["targets"]
-    t.add_row(
-        "indicators loaded (bulk upsert)",
-        f"{r['params']['indicators']:,} in {r['load']['seconds']:.1f} s",
-        "",
-        "",
-    )
-    t.add_row("worker start → first verdict", f"{r['worker_start_s']:.1f} s", "", "")
-    t.add_row("worker memory (RSS)", f"{r['worker_rss_mib']:,.0f} MiB", "", "")
-    t.add_row("worker CPU (steady window)", f"{r['worker_cpu_cores']:.2f} cores", "", "")
-    t.add_row("bare aiokafka pass-through", f"{r['pass_through_per_s']:,.0f} ev/s", "", "")
-    t.add_row(
-        "worker sustained (10-90 %)",
-        f"{r['worker_steady_per_s']:,.0f} ev/s",
-        f"≥ {TARGET_EVENTS_S:,.0f}",
-        mark(tg["events_per_s"]["ok"]),
-    )
-    t.add_row("worker overall (first → last)", f"{r['worker_overall_per_s']:,.0f} ev/s", "", "")
-    t.add_row(
-        "worker / pass-through",
-        f"{r['ratio_to_pass_through']:.0%}",
-        f"≥ {TARGET_RATIO:.0%}",
-        mark(tg["ratio"]["ok"]),
-    )
-    t.add_row("offered rate (latency run)", f"{lat['offered_per_s']:,.0f} ev/s", "", "")
-    t.add_row("event ts → alert received p50", f"{lat['alert_p50_ms']:.0f} ms", "", "")
-    t.add_row(
-        "event ts → alert received p99",
-        f"{lat['alert_p99_ms']:.0f} ms",
-        f"≤ {TARGET_P99_MS:.0f} ms",
-        mark(tg["p99_ms"]["ok"]),
-    )
-    t.add_row(
-        "event ts → verdict p50 / p99 (worker histogram)",
-        f"{lat['verdict_p50_ms']:.0f} / {lat['verdict_p99_ms']:.0f} ms",
-        "",
-        "",
-    )
-    low = r.get("latency_below_capacity")
-    if low:
-        t.add_row(
-            f"below capacity, at {low['offered_per_s']:,.0f} ev/s: alert p50 / p99",
-            f"{low['alert_p50_ms']:.0f} / {low['alert_p99_ms']:.0f} ms",
-            "",
-            "",
-        )
-    t.add_row("whole run", f"{r['elapsed_s']:.0f} s", "", "")
-    m = r["machine"]
-    t.add_row(
-        "load average (1 min) start / end",
-        f"{m['load_average_at_start']:.1f} / {m['load_average_at_end']:.1f}",
-        "",
-        "",
-    )
-    return t
+        cleanup(settings, run, prefix)
 
 
 if __name__ == "__main__":

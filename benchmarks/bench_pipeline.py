@@ -708,6 +708,9 @@ class Bench:
             "SCAMWATCH_STATE_DIR": str(self.workdir / f"state-{spec.key}"),
             "SCAMWATCH_SNAPSHOT_WAIT_SECONDS": "120",
             "SCAMWATCH_GC_FREEZE": "true",
+            # every alerting event is timed: repeats of the pool's events must not be
+            # suppressed (what journeys, discovery and suppression cost is another target)
+            "SCAMWATCH_SUPPRESS_SECONDS": "0",
             **spec.env,
         }
         worker = start_worker(env, self.workdir / f"worker-{spec.key}.log", spec.args)

@@ -489,7 +489,8 @@ def _cleanup(
         console.print(f"[dim]worker stopped (exit {code})[/]")
     with contextlib.suppress(ScamwatchError, OSError):
         leader = f"demo-{result.run_id}-__assignor-__leader"  # Faust's own topic
-        asyncio.run(delete_topics(settings.kafka, [*topics.values(), leader]))
+        changelog = f"demo-{result.run_id}-scamwatch-discovery-changelog"  # discover's table
+        asyncio.run(delete_topics(settings.kafka, [*topics.values(), leader, changelog]))
     with contextlib.suppress(Exception):
         _delete_prefix(settings, prefix)
     if started_parts and not options.keep_stack:

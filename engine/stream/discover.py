@@ -61,15 +61,30 @@ def policy_of(settings: Settings) -> DiscoveryPolicy:
     )
 
 
-async def prepare_changelog(settings: Settings) -> int:
-    """The partitions of ``sightings`` (which must exist), and the table's compacted changelog
-    created with as many when missing (the app may not declare topics itself)."""
+async def prepare_changelog(settings: Settings, *, poll_seconds: float = 1.0) -> int:
+    """The partitions of ``sightings``, and the table's compacted changelog created with as
+    many when missing (the app may not declare topics itself).
+
+    The table needs the partition count of ``sightings``, so a worker that may not create
+    topics and starts before ``sightings`` exists waits for it (saying so every 30 s), and
+    goes on within ``poll_seconds`` of its creation."""
     admin = AIOKafkaAdminClient(**settings.kafka.client_options())
     try:
         await admin.start()
-        (info,) = await admin.describe_topics([settings.topics.sightings])
-        if info["error_code"] != 0 or not info["partitions"]:
-            raise ScamwatchError(f"topic {settings.topics.sightings} is missing: no discovery")
+        waited = 0.0
+        while True:
+            (info,) = await admin.describe_topics([settings.topics.sightings])
+            if info["error_code"] == 0 and info["partitions"]:
+                break
+            if waited % 30 < poll_seconds:
+                log.warning(
+                    "topic %s does not exist yet: the discover agent needs its partition "
+                    "count, so this worker waits for it (create it, or set "
+                    "SCAMWATCH_DISCOVERY=off)",
+                    settings.topics.sightings,
+                )
+            await asyncio.sleep(poll_seconds)
+            waited += poll_seconds
         partitions = len(info["partitions"])
         name = changelog_topic(settings)
         if name not in set(await admin.list_topics()):
@@ -136,12 +151,13 @@ class Discoverer:
                 indicator_version=self.follower.version or 0,
                 emitted_ms=now,
             )
+            if self.add_indicators:
+                # in the store before the alert that announces it is out
+                await self._upsert(indicator)
             sent = await self.app.producer.send(
                 self.alerts_topic, alert_key, alert.to_json(), None, None, None
             )
             await sent  # acknowledged by the broker before the sighting is
-            if self.add_indicators:
-                await self._upsert(indicator)
             self.metrics.discovered.inc()
             self.metrics.alerts.labels(rule=alert.rule, severity=alert.severity).inc()
             log.info("discovered %s: %s", sighting.number, decision.discovery.to_dict())

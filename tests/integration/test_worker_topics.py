@@ -249,7 +249,13 @@ def test_worker_that_may_not_create_topics_consumes_them_once_another_client_doe
         topics,
         key_prefix,
         tmp_path,
-        extra_env={"SCAMWATCH_CREATE_TOPICS": "false", "SCAMWATCH_KAFKA_BOOTSTRAP": strict_kafka},
+        extra_env={
+            "SCAMWATCH_CREATE_TOPICS": "false",
+            "SCAMWATCH_KAFKA_BOOTSTRAP": strict_kafka,
+            # the discover agent's table needs the partition count of `sightings`, so with
+            # discovery on such a worker waits for that topic before it starts (README)
+            "SCAMWATCH_DISCOVERY": "off",
+        },
         data_path=data_path,
     ).start()
     try:

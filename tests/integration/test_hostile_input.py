@@ -256,7 +256,10 @@ def hostile(draw: st.DrawFn) -> Hostile:
         base["x_pad"] = "x" * (MAX_RECORD_BYTES + draw(st.integers(1, 40_000)))
         return Hostile(stream, key, _dumps(base), DEADLETTER, kind)
     if kind == "tombstone":
-        return Hostile(stream, key, draw(st.sampled_from([None, b""])), DEADLETTER, kind)
+        value = draw(st.sampled_from([None, b""]))
+        if value is None and key is None:
+            key = b"p1:s1"  # a tombstone has a key: Kafka takes no record without both
+        return Hostile(stream, key, value, DEADLETTER, kind)
     base[draw(st.text(max_size=10))] = draw(JSON_VALUES)  # an extra field of any shape
     return Hostile(stream, key, _dumps(base), ANY, kind)
 
@@ -415,7 +418,13 @@ def test_hostile_batch_every_input_processed_or_dead_lettered_once(
         }
         assert {source_of(d): d["reason"] for d in dead} == want_reasons
         assert all(d["stream"] in ("calls", "web") and d["error"] for d in dead)
-        alerts = asyncio.run(read_to_end(kafka_bootstrap, topics.alerts))
+        # the alerts of inputs (a discovered_scam_number alert's source is a sighting: the
+        # discover agent runs too, and whether exposures are read before calls is timing)
+        alerts = [
+            a
+            for a in asyncio.run(read_to_end(kafka_bootstrap, topics.alerts))
+            if a["source"]["topic"] in inputs
+        ]
         alert_sources = {source_of(a) for a in alerts}
         assert alert_sources == want_matched
         assert not alert_sources & set(dead_sources)  # processed or dead-lettered, never both

@@ -73,7 +73,14 @@ def send(
 
 
 def event_ids(records: list[Read]) -> set[str]:
-    return {str(r.json()["event_id"]) for r in records}
+    """The events the number and domain rules alerted on (a discovered_scam_number alert,
+    raised when exposed subscribers happen to call one clean number, is the discover
+    agent's: whether the exposures are read before the calls is timing)."""
+    return {
+        str(r.json()["event_id"])
+        for r in records
+        if r.json().get("rule") != "discovered_scam_number"
+    }
 
 
 def assigned(worker: WorkerProcess) -> float:

@@ -305,7 +305,9 @@ async def produce_all(bootstrap: str, topics: Topics, batch: list[Hostile]) -> l
         futures = []
         for record in batch:
             topic = topics.calls if record.stream is Stream.CALLS else topics.web
-            futures.append(await producer.send(topic, record.value, key=record.key))
+            # aiokafka takes no record whose key and value are both empty: give it a key
+            key = record.key if (record.key or record.value) else b"p1:s1"
+            futures.append(await producer.send(topic, record.value, key=key))
         metadata = await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -25,6 +25,7 @@ read again; it is never read for a clean one.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -38,6 +39,15 @@ INVALID_JSON = "invalid_json"
 INVALID_UTF8 = "invalid_utf8"
 SCHEMA_VIOLATION = "schema_violation"
 TOO_LARGE = "too_large"
+
+# a record nests at most this many levels of objects and arrays; deeper is invalid_json. A
+# fixed limit, so a record gets the same verdict wherever it is read: msgspec's own limit is
+# Python's recursion limit less the frames already on the stack, which differs between the
+# worker, `scan` and a test process. 128 is far above any real record and below what orjson
+# writes (254 levels), so an accepted record's copy always fits in its alert.
+MAX_NESTING = 128
+# a JSON string (skipped whole: brackets inside it do not nest) or one structural bracket
+_STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
 class CallEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,6 +141,10 @@ def _decode(raw: bytes, decoder: msgspec.json.Decoder[_T], max_bytes: int | None
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError(INVALID_UTF8, f"record: not UTF-8 at byte {exc.start}") from None
+    if _nests_deeper(raw, MAX_NESTING):
+        raise DecodeError(
+            INVALID_JSON, f"record: nested deeper than {MAX_NESTING} levels of objects and arrays"
+        )
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -138,8 +152,25 @@ def _decode(raw: bytes, decoder: msgspec.json.Decoder[_T], max_bytes: int | None
     except msgspec.DecodeError as exc:
         raise DecodeError(INVALID_JSON, f"record: {exc}") from None
     except RecursionError:
-        # a hostile record nested ~1,000 levels deep: msgspec gives up, and so do we
+        # the stack is nearly used up already (MAX_NESTING keeps records far from it)
         raise DecodeError(INVALID_JSON, "record: nested too deeply to read") from None
+
+
+def _nests_deeper(raw: bytes, limit: int) -> bool:
+    """True when ``raw`` opens more than ``limit`` objects/arrays inside one another. Two
+    ``bytes.count`` calls settle nearly every record (fewer brackets than the limit in all);
+    only the others are scanned."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth = 0
+    for token in _STRUCTURE.findall(raw):
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
 
 
 def _field_message(msg: str) -> str:

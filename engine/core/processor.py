@@ -24,8 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import orjson
-
 from engine.core.alerts import alert_key, build_alerts
 from engine.core.deadletter import PROCESSING_ERROR, build_deadletter, describe_exception
 from engine.core.events import CallEvent, WebEvent, decode_record, event_copy
@@ -257,16 +255,11 @@ class RecordProcessor:
         return alerts, sightings, folded
 
     def _encode_alert(self, alert: Alert, raw_size: int) -> bytes:
-        try:
-            value: bytes | None = alert.to_json()
-        except orjson.JSONEncodeError:
-            # the event copy nests deeper than orjson writes (254 levels; it reads 1024):
-            # keep the detection, drop the copy as for an oversized alert
-            value = None
-        if value is not None and (self._max_output is None or len(value) <= self._max_output):
+        # (an accepted record nests at most MAX_NESTING levels, so its copy always writes)
+        value = alert.to_json()
+        if self._max_output is None or len(value) <= self._max_output:
             return value
-        # too big for a Kafka record (or unwritable): keep the detection, drop the bulky
-        # copies of the input
+        # too big for a Kafka record: keep the detection, drop the bulky copies of the input
         slim = replace(
             alert,
             event={"truncated": True, "size": raw_size},

@@ -3,10 +3,12 @@ the field."""
 
 from __future__ import annotations
 
+import sys
+
 import orjson
 import pytest
 
-from engine.core.events import decode_call, decode_web, event_ts_ms
+from engine.core.events import MAX_NESTING, decode_call, decode_web, event_ts_ms
 from engine.errors import DecodeError
 
 CALL = {
@@ -82,3 +84,48 @@ def test_deeply_nested_record_is_invalid_json_not_a_crash() -> None:
         decode_call(raw)
     assert info.value.reason == "invalid_json"
     assert "nested" in info.value.error
+
+
+def _nested(levels: int) -> bytes:
+    """A valid call whose extra field makes the record ``levels`` deep (the call is 1)."""
+    inner = b"[" * (levels - 1) + b"1" + b"]" * (levels - 1)
+    return _raw(CALL)[:-1] + b',"x":' + inner + b"}"
+
+
+def test_nesting_is_refused_above_a_fixed_limit_naming_it() -> None:
+    decode_call(_nested(MAX_NESTING))
+    with pytest.raises(DecodeError) as info:
+        decode_call(_nested(MAX_NESTING + 1))
+    assert info.value.reason == "invalid_json"
+    assert f"nested deeper than {MAX_NESTING} levels" in info.value.error
+    # objects count as arrays do
+    deep_objects = b'{"a":' * MAX_NESTING + b"1" + b"}" * MAX_NESTING
+    with pytest.raises(DecodeError):
+        decode_call(_raw(CALL)[:-1] + b',"x":' + deep_objects + b"}")
+
+
+def test_brackets_inside_strings_do_not_nest() -> None:
+    # 800 brackets in one string, with escaped quotes and backslashes before its end
+    text = b'"' + b"[{" * 400 + rb"\"]" + b'"'
+    event = decode_call(_raw(CALL)[:-1] + b',"x":[' + text + b"]}")
+    assert event.event_id == CALL["event_id"]
+
+
+def _accepts(raw: bytes) -> bool:
+    try:
+        decode_call(raw)
+    except DecodeError:
+        return False
+    return True
+
+
+def test_the_nesting_verdict_does_not_depend_on_the_stack_it_is_read_from() -> None:
+    # msgspec's own limit is the recursion limit less the frames in use: the same record
+    # must get the same verdict in a worker, in `scan` and deep inside a test runner
+    def at_depth(frames: int) -> tuple[bool, bool]:
+        if frames:
+            return at_depth(frames - 1)
+        return _accepts(_nested(MAX_NESTING)), _accepts(_nested(MAX_NESTING + 1))
+
+    assert at_depth(0) == (True, False)
+    assert at_depth(sys.getrecursionlimit() - MAX_NESTING - 200) == (True, False)

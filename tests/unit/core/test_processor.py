@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.core.events import CallEvent, WebEvent
+from engine.core.events import MAX_NESTING, CallEvent, WebEvent
 from engine.core.matcher import Matcher
 from engine.core.models import (
     Indicator,
@@ -242,12 +242,17 @@ def test_odd_numbers_in_extra_fields_never_cost_the_alert(extra: bytes, copied: 
     assert alert["event_id"] == "e1"
 
 
-def test_more_nesting_than_orjson_writes_drops_the_copy_not_the_alert() -> None:
-    raw = _with_extra(b"[" * 300 + b"]" * 300)  # orjson reads 1024 levels, writes 254
-    outcome = processor().process(Stream.CALLS, raw, None, SOURCE)
+def test_a_record_at_the_nesting_limit_alerts_with_its_whole_copy_one_level_more_is_dead() -> None:
+    # the call object is level 1, so its extra field holds MAX_NESTING - 1 levels
+    inner = b"[" * (MAX_NESTING - 1) + b"1" + b"]" * (MAX_NESTING - 1)
+    outcome = processor().process(Stream.CALLS, _with_extra(inner), None, SOURCE)
     assert outcome.kind == "matched", outcome.reason
     (out,) = outcome.outputs
     alert = orjson.loads(out.value)
     validate("alert.v1", alert)
-    assert alert["event"] == {"truncated": True, "size": len(raw)}
-    assert alert["rule"] == "callee_scam_number"
+    assert alert["event"]["x"] == orjson.loads(inner)  # orjson writes it: nothing dropped
+    deeper = processor().process(Stream.CALLS, _with_extra(b"[" + inner + b"]"), None, SOURCE)
+    assert deeper.kind == "deadletter"
+    assert deeper.reason == "invalid_json"
+    (dead,) = deeper.outputs
+    assert f"deeper than {MAX_NESTING}" in orjson.loads(dead.value)["error"]

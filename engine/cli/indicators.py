@@ -31,7 +31,6 @@ from engine.core.feeds import (
     FORMATS,
     LINE_FORMATS,
     FeedContext,
-    SkippedEntry,
     format_timestamp,
     guess_format,
     indicator_from_record,
@@ -43,8 +42,7 @@ from engine.core.models import Indicator, IndicatorType, Severity, now_ms
 from engine.core.normalize import normalize
 from engine.errors import ConfigError, FeedError, NormalizationError
 from engine.settings import Settings, load_settings
-from engine.store.base import UpsertResult
-from engine.store.loading import load_feed, load_items
+from engine.store.loading import LoadReport, load_feed, load_items
 from engine.store.positions import PullPositions
 from engine.store.redis import RedisStore
 
@@ -107,6 +105,14 @@ def _region(ctx: typer.Context, region: str | None) -> str:
     return region_option(region, settings.processing.default_region)
 
 
+# the options `load` and `pull taxii` share
+RegionOption = Annotated[
+    str | None,
+    typer.Option("--region", help="Region for national-format numbers (default from settings)."),
+]
+LoadAllowlistOption = Annotated[bool, typer.Option("--allowlist", help="Load into the allowlist.")]
+
+
 def _side(allowlist: bool) -> str:
     return "allowlist" if allowlist else "indicators"
 
@@ -130,15 +136,8 @@ def load(
         str | None,
         typer.Option("--source", help="Source of records that name none (default: the file name)."),
     ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option(
-            "--region", help="Region for national-format numbers (default from settings)."
-        ),
-    ] = None,
-    allowlist: Annotated[
-        bool, typer.Option("--allowlist", help="Load into the allowlist.")
-    ] = False,
+    region: RegionOption = None,
+    allowlist: LoadAllowlistOption = False,
     strict: Annotated[
         bool,
         typer.Option("--strict", help="Any invalid line fails the whole load, nothing written."),
@@ -180,8 +179,7 @@ def load(
             on_progress=lambda n: progress.advance(task, n),
         )
         progress.update(task, completed=total if total is not None else report.items)
-    _print_errors(report.errors)
-    _print_skipped(report.skipped)
+    _print_problems(report)
     if not report.written:
         err_console.print(
             f"[bold red]--strict:[/] {len(report.errors)} invalid line(s) in {file}; "
@@ -189,20 +187,9 @@ def load(
             highlight=False,
         )
         raise typer.Exit(1)
-    errors, by_type, result = report.errors, report.by_type, report.result
-    _print_load_summary(
-        file,
-        fmt,
-        allowlist,
-        result,
-        len(errors),
-        len(report.skipped),
-        by_type,
-        version_before,
-        store.version(),
-    )
+    _print_load_summary(f"{file.name} ({fmt})", allowlist, report, version_before, store.version())
     console.print(f"took {time.perf_counter() - started:.1f} s", style="dim")
-    if errors and not by_type:
+    if report.errors and not report.by_type:
         raise typer.Exit(1)  # nothing usable at all: most likely a wrong --type/--format
 
 
@@ -228,16 +215,15 @@ def _progress() -> Progress:
     )
 
 
-def _print_errors(errors: list[FeedError]) -> None:
+def _print_problems(report: LoadReport) -> None:
+    """The invalid lines (the first few), then the skipped entries by reason, the commonest
+    first: there may be thousands (file hashes)."""
+    errors = report.errors
     for error in errors[:MAX_ERRORS_SHOWN]:
         err_console.print(f"[yellow]invalid[/] {error}", highlight=False, soft_wrap=True)
     if len(errors) > MAX_ERRORS_SHOWN:
         err_console.print(f"[yellow]… and {len(errors) - MAX_ERRORS_SHOWN} more[/]")
-
-
-def _print_skipped(skipped: list[SkippedEntry]) -> None:
-    """Skipped entries by reason, the commonest first: there may be thousands (file hashes)."""
-    reasons = Counter(entry.reason for entry in skipped)
+    reasons = Counter(entry.reason for entry in report.skipped)
     for reason, count in reasons.most_common(MAX_SKIP_REASONS_SHOWN):
         err_console.print(f"[dim]skipped[/] {count} × {reason}", highlight=False, soft_wrap=True)
     if len(reasons) > MAX_SKIP_REASONS_SHOWN:
@@ -245,17 +231,15 @@ def _print_skipped(skipped: list[SkippedEntry]) -> None:
 
 
 def _print_load_summary(
-    file: Path,
-    fmt: str,
-    allowlist: bool,
-    result: UpsertResult,
-    invalid: int,
-    skipped: int,
-    by_type: Counter[IndicatorType],
-    version_before: int,
-    version_after: int,
+    what: str, allowlist: bool, report: LoadReport, version_before: int, version_after: int
 ) -> None:
-    table = Table(title=f"{file.name} ({fmt}) → {_side(allowlist)}", title_justify="left")
+    result, invalid, skipped, by_type = (
+        report.result,
+        len(report.errors),
+        len(report.skipped),
+        report.by_type,
+    )
+    table = Table(title=f"{what} → {_side(allowlist)}", title_justify="left")
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
     loaded = result.added + result.updated
@@ -486,15 +470,8 @@ def pull_taxii(
         str | None,
         typer.Option("--source", help="Source of the indicators (default: taxii:COLLECTION)."),
     ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option(
-            "--region", help="Region for national-format numbers (default from settings)."
-        ),
-    ] = None,
-    allowlist: Annotated[
-        bool, typer.Option("--allowlist", help="Load into the allowlist.")
-    ] = False,
+    region: RegionOption = None,
+    allowlist: LoadAllowlistOption = False,
 ) -> None:
     """Import the STIX 2.1 indicators of a TAXII 2.1 collection, page by page: only those
     added since the last pull of that collection (remembered in Redis), or after
@@ -538,8 +515,7 @@ def pull_taxii(
                     yield from page.objects
 
             report = load_items(stix_objects(objects(), feed), store, allowlist=allowlist)
-        _print_errors(report.errors)
-        _print_skipped(report.skipped)
+        _print_problems(report)
         console.print(
             f"{taxii.title} ({taxii.url}): {pulled.objects} object(s) in {pulled.pages} "
             f"page(s) added after {since or 'the start'}",
@@ -547,15 +523,7 @@ def pull_taxii(
             soft_wrap=True,
         )
         _print_load_summary(
-            Path(taxii.id),
-            "taxii",
-            allowlist,
-            report.result,
-            len(report.errors),
-            len(report.skipped),
-            report.by_type,
-            version_before,
-            store.version(),
+            f"{taxii.id} (taxii)", allowlist, report, version_before, store.version()
         )
         # only now that every indicator is written: a failed pull is pulled again
         following = remembered

@@ -82,8 +82,7 @@ def stack(
         yield Stack(worker, topics, store, kafka_bootstrap)
     finally:
         worker.kill()
-        changelog = f"{topics.app_id}-scamwatch-discovery-changelog"
-        asyncio.run(delete_topics(kafka_bootstrap, [*topics.all, changelog]))
+        asyncio.run(delete_topics(kafka_bootstrap, topics.made))
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
@@ -185,8 +184,7 @@ def own_stack(
     yield start
     for stack, prefix in made:
         stack.worker.kill()
-        changelog = f"{stack.topics.app_id}-scamwatch-discovery-changelog"
-        asyncio.run(delete_topics(kafka_bootstrap, [*stack.topics.all, changelog]))
+        asyncio.run(delete_topics(kafka_bootstrap, stack.topics.made))
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:

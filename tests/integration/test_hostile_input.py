@@ -292,7 +292,7 @@ def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
     t = Topics(unique_name)
     asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=PARTITIONS))
     yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.all))
+    asyncio.run(delete_topics(kafka_bootstrap, t.made))
 
 
 async def produce_all(bootstrap: str, topics: Topics, batch: list[Hostile]) -> list[SourcePosition]:

@@ -173,7 +173,7 @@ def scraped(
         if prometheus is not None:
             prometheus.stop()
         worker.stop()
-        asyncio.run(delete_topics(kafka_bootstrap, topics.all))
+        asyncio.run(delete_topics(kafka_bootstrap, topics.made))
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:

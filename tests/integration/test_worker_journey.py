@@ -161,7 +161,7 @@ def stack(
         yield Stack(worker, topics, kafka_bootstrap)
     finally:
         worker.kill()
-        asyncio.run(delete_topics(kafka_bootstrap, topics.all))
+        asyncio.run(delete_topics(kafka_bootstrap, topics.made))
         drop_keys(redis_url, prefix)
 
 
@@ -304,4 +304,4 @@ def test_a_journey_across_two_workers(
     finally:
         a.kill()
         b.kill()
-        asyncio.run(delete_topics(kafka_bootstrap, t.all))
+        asyncio.run(delete_topics(kafka_bootstrap, t.made))

@@ -79,7 +79,7 @@ def stack(
         yield Stack(worker, topics, store, prefix, kafka_bootstrap, redis_url)
     finally:
         worker.kill()
-        asyncio.run(delete_topics(kafka_bootstrap, topics.all))
+        asyncio.run(delete_topics(kafka_bootstrap, topics.made))
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:

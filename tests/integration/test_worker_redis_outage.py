@@ -92,7 +92,7 @@ def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
     t = Topics(unique_name)
     asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=1))
     yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.all))
+    asyncio.run(delete_topics(kafka_bootstrap, t.made))
 
 
 def alert_ids(records: list[Read]) -> set[str]:

@@ -45,7 +45,7 @@ def refusing_alerts(bootstrap: str, name: str, partitions: int) -> Iterator[Topi
 
     asyncio.run(create())
     yield t
-    asyncio.run(delete_topics(bootstrap, t.all))
+    asyncio.run(delete_topics(bootstrap, t.made))
 
 
 @pytest.fixture

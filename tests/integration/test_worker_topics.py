@@ -53,7 +53,7 @@ CONSUMED_WITHIN_S = 60.0
 def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
     t = Topics(unique_name)
     yield t  # not created here: that is what the tests are about
-    asyncio.run(delete_topics(kafka_bootstrap, t.all))
+    asyncio.run(delete_topics(kafka_bootstrap, t.made))
 
 
 def _own_broker_config(kdir: Path, port: int, controller: int) -> Path:

@@ -203,6 +203,12 @@ class WorkerMetrics:
             "Numbers discovered by the discover agent (a discovered_scam_number alert each).",
             registry=r,
         )
+        self.discovery_expired = Counter(
+            "scamwatch_discovery_expired",
+            "Numbers dropped from the discovery table, last sighted a discovery window or more "
+            "before the newest sighting of their partition.",
+            registry=r,
+        )
         self.sightings_skipped = Counter(
             "scamwatch_sightings_skipped",
             "Sightings the discover agent did not count, by reason (allowlisted, invalid).",

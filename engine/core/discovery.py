@@ -38,6 +38,8 @@ DISCOVERY_TAG = "discovered"
 CONFIDENCE_BASE = 60
 CONFIDENCE_STEP = 10
 CONFIDENCE_MAX = 95
+# how often, in a partition's event time, its numbers never sighted again are looked for
+SWEEP_EVERY_MS = 60_000
 
 Subscriber = tuple[str, str]  # (partner_id, subscriber_id)
 
@@ -58,6 +60,12 @@ class NumberState:
 
     seen: Mapping[Subscriber, int]
     alerted_ms: int | None = None
+
+    @property
+    def last_ms(self) -> int | None:
+        """When the number was last active (its newest sighting or discovery)."""
+        times = [*self.seen.values(), *([] if self.alerted_ms is None else [self.alerted_ms])]
+        return max(times, default=None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,6 +122,58 @@ def observe(
         )
         return Decision(NumberState(seen, newest), discovery)
     return Decision(NumberState(seen, alerted))
+
+
+class ExpiryIndex:
+    """When each number of the table was last active, by table partition, so the numbers
+    never sighted again are dropped too: ``observe`` only ages a number out when that number
+    is sighted again.
+
+    Each partition has its own clock, the newest sighting time seen in it (event time, as the
+    window is). At most once per ``sweep_every_ms`` of that clock, :meth:`due` hands out the
+    numbers last active a window or more before it; the agent deletes them from the table in
+    the context of a sighting of that partition, so the tombstone goes to the right changelog
+    partition."""
+
+    def __init__(self, window_ms: int, sweep_every_ms: int = SWEEP_EVERY_MS) -> None:
+        self.window_ms = window_ms
+        self.sweep_every_ms = sweep_every_ms
+        self._last: dict[int, dict[str, int]] = {}
+        self._clock: dict[int, int] = {}
+        self._swept: dict[int, int] = {}
+
+    def note(self, partition: int, number: str, last_ms: int | None) -> None:
+        """``number`` (of table ``partition``) was last active at ``last_ms``; None: deleted."""
+        numbers = self._last.setdefault(partition, {})
+        if last_ms is None:
+            numbers.pop(number, None)
+        else:
+            numbers[number] = last_ms
+
+    def due(self, partition: int, ts_ms: int) -> list[str]:
+        """Advance ``partition``'s clock to ``ts_ms`` (never back); when a sweep is due, the
+        numbers a window or more behind the clock, forgotten here (the caller deletes them)."""
+        clock = max(ts_ms, self._clock.get(partition, ts_ms))
+        self._clock[partition] = clock
+        swept = self._swept.get(partition)
+        if swept is not None and clock - swept < self.sweep_every_ms:
+            return []
+        self._swept[partition] = clock
+        numbers = self._last.get(partition, {})
+        floor = clock - self.window_ms
+        stale = [number for number, last in numbers.items() if last <= floor]
+        for number in stale:
+            del numbers[number]
+        return stale
+
+    def is_expired(self, state: NumberState, partition: int) -> bool:
+        """``state`` (as the table holds it now) is a window or more behind the clock."""
+        last = state.last_ms
+        clock = self._clock.get(partition)
+        return last is None or (clock is not None and last <= clock - self.window_ms)
+
+    def __len__(self) -> int:
+        return sum(len(numbers) for numbers in self._last.values())
 
 
 def confidence(subscribers: int, min_subscribers: int) -> int:

@@ -26,6 +26,7 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from engine.core.discovery import (
     DiscoveryPolicy,
+    ExpiryIndex,
     NumberState,
     discovered_indicator,
     discovery_alert,
@@ -122,6 +123,37 @@ class Discoverer:
         self.follower = follower
         self.store = store
         self.metrics = metrics
+        self.expiry = ExpiryIndex(self.policy.window_ms)
+
+    async def on_changelog_event(self, event: Any) -> None:
+        """Faust's recovery callback: each changelog record read back notes when its number
+        was last active, so a recovered number never sighted again expires too."""
+        number = bytes(event.key).decode(errors="replace")
+        value = event.message.value
+        if value is None:  # a tombstone: deleted
+            self.expiry.note(event.message.partition, number, None)
+            return
+        try:
+            last = NumberState.from_dict(orjson.loads(value)).last_ms
+        except (ValueError, TypeError) as exc:
+            log.warning("discovery table entry %s unreadable (%r): never expires", number, exc)
+            return
+        self.expiry.note(event.message.partition, number, last)
+
+    def drop_expired(self, table: Any, partition: int, clock_ms: int) -> None:
+        """Delete the numbers of ``partition`` last active a window or more before
+        ``clock_ms`` (in a sighting's context: the tombstone goes to that partition)."""
+        for number in self.expiry.due(partition, clock_ms):
+            key = number.encode()
+            raw = table.get(key)
+            if raw is None:
+                continue
+            state = NumberState.from_dict(orjson.loads(raw))
+            if not self.expiry.is_expired(state, partition):
+                self.expiry.note(partition, number, state.last_ms)  # sighted since: kept
+                continue
+            del table[key]
+            self.metrics.discovery_expired.inc()
 
     async def handle(self, table: Any, message: Any) -> None:
         source = SourcePosition(message.topic, message.partition, message.offset)
@@ -132,6 +164,8 @@ class Discoverer:
             log.warning("sighting at %s skipped: %s", source.as_dict(), exc)
             self.metrics.sightings_skipped.labels(reason="invalid").inc()
             return
+        # never ahead of the wall clock: one sighting dated in the future expires nothing
+        self.drop_expired(table, message.partition, min(ts_ms, now_ms()))
         matcher = self.follower.current()
         if matcher.number_allowlisted(sighting.number, now_ms()):
             self.metrics.sightings_skipped.labels(reason="allowlisted").inc()
@@ -163,6 +197,7 @@ class Discoverer:
             log.info("discovered %s: %s", sighting.number, decision.discovery.to_dict())
         if decision.state != state:
             table[key] = orjson.dumps(decision.state.to_dict())
+            self.expiry.note(message.partition, sighting.number, decision.state.last_ms)
 
     async def _upsert(self, indicator: Any) -> None:
         while True:  # Redis down: wait for it, the sighting stays unacked meanwhile
@@ -186,14 +221,15 @@ def discover_agent(
     metrics: WorkerMetrics,
 ) -> None:
     """Register the ``discover`` agent and its table on ``app`` (both data paths)."""
+    discoverer = Discoverer(app, settings, follower=follower, store=store, metrics=metrics)
     table = app.Table(
         TABLE_NAME,
         key_type=bytes,
         value_type=bytes,
         partitions=partitions,
+        on_changelog_event=discoverer.on_changelog_event,
         help="distinct exposed subscribers per sighted number (engine.core.discovery)",
     )
-    discoverer = Discoverer(app, settings, follower=follower, store=store, metrics=metrics)
     topic = app.topic(settings.topics.sightings, acks=True, key_type=bytes, value_type=bytes)
 
     async def discover(sightings: Any) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
+from aiokafka.partitioner import DefaultPartitioner
 
 from engine.core.models import Indicator, IndicatorType
 from engine.core.records import Sighting
@@ -45,14 +46,16 @@ class Stack:
     bootstrap: str
 
 
-def sighting(number: str, subscriber: str, i: int, partner: str = "p1") -> tuple[bytes, bytes]:
+def sighting(
+    number: str, subscriber: str, i: int, partner: str = "p1", *, ts_ms: int | None = None
+) -> tuple[bytes, bytes]:
     record = Sighting(
         number=number,
         kind="call",
         partner_id=partner,
         subscriber_id=subscriber,
         event_id=f"e-{number}-{subscriber}-{i}",
-        ts=format_rfc3339(int(time.time() * 1000)),
+        ts=format_rfc3339(int(time.time() * 1000) if ts_ms is None else ts_ms),
         exposure=f"exposure-{subscriber}",
     )
     return record.key, record.to_json()
@@ -354,3 +357,73 @@ def test_the_table_survives_a_rebalance(
             assert "discovered +" in worker.log_tail(2000), worker.log_tail()
     finally:
         second.kill()
+
+
+def numbers_of_one_partition(count: int, partitions: int = 2) -> list[str]:
+    """``count`` new numbers whose sightings (keyed by the number, the producer's default
+    partitioner) all land in the same partition of ``sightings``."""
+    every = list(range(partitions))
+    numbers = [new_number()]
+    target = DefaultPartitioner()(numbers[0].encode(), every, every)
+    while len(numbers) < count:
+        number = new_number()
+        if DefaultPartitioner()(number.encode(), every, every) == target:
+            numbers.append(number)
+    return numbers
+
+
+def test_numbers_never_sighted_again_expire_from_the_table(
+    own_stack: Callable[[str, str], Stack], tmp_path: Path
+) -> None:
+    """A number last sighted a discovery window before the newest sighting of its partition
+    is deleted from the table (a tombstone on the changelog), whether this worker wrote it
+    or recovered it from the changelog after a SIGKILL; a number within the window is kept."""
+    stack = own_stack("alert", "inline")
+    recovered, written, kept, fresh = numbers_of_one_partition(4)
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    send(stack, [sighting(recovered, "s1", 0, ts_ms=now - 2 * day)])
+    wait_committed(stack)
+    stack.worker.stop(signal.SIGKILL)
+    after = WorkerProcess(
+        stack.topics,
+        stack.worker.redis_prefix,
+        tmp_path / "after",
+        extra_env=stack.worker.extra_env,
+        data_path="inline",
+    )
+    stack.worker = after
+    after.start().wait_assigned(timeout=90)
+    wait_settled(after)
+    # in order, in one partition: `written` (3 days old) is stored by this worker; `kept`
+    # (an hour old) moves the partition's clock on: `recovered` and `written` are a window
+    # behind it, dropped; `fresh` sweeps again, and `kept` is within the window
+    send(
+        stack,
+        [
+            sighting(written, "s1", 1, ts_ms=now - 3 * day),
+            sighting(kept, "s1", 2, ts_ms=now - 3_600_000),
+            sighting(fresh, "s1", 3, ts_ms=now),
+        ],
+    )
+    wait_committed(stack)
+    changelog = f"{stack.topics.app_id}-scamwatch-discovery-changelog"
+
+    def tombstones(records: list[Read]) -> dict[str, int]:
+        return {r.key.decode(): r.partition for r in records if r.key and r.value == b""}
+
+    got = asyncio.run(
+        read_topic(
+            stack.bootstrap,
+            changelog,
+            until=lambda rs: {recovered, written} <= set(tombstones(rs)),
+            within=30.0,
+        )
+    )
+    dropped = tombstones(got)
+    assert set(dropped) == {recovered, written}, after.log_tail()
+    # each tombstone in the partition its number's entries were written to
+    written_to = {r.key.decode(): r.partition for r in got if r.key and r.value}
+    assert dropped == {n: written_to[n] for n in (recovered, written)}
+    assert {kept, fresh} <= set(written_to)
+    after.wait_metric(lambda m: m.total("scamwatch_discovery_expired_total") >= 2)

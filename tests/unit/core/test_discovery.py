@@ -8,6 +8,7 @@ import orjson
 from engine.core.discovery import (
     EMPTY,
     DiscoveryPolicy,
+    ExpiryIndex,
     NumberState,
     confidence,
     discovered_indicator,
@@ -149,3 +150,56 @@ def test_the_indicator_and_the_alert() -> None:
     assert key == b"p1:x"
     assert Alert.from_json(alert.to_json()) == alert
     validate("alert.v1", doc)
+
+
+def test_last_active_is_the_newest_sighting_or_discovery() -> None:
+    assert EMPTY.last_ms is None
+    assert NumberState({("p1", "a"): T0, ("p1", "b"): T0 + HOUR}).last_ms == T0 + HOUR
+    assert NumberState({}, alerted_ms=T0).last_ms == T0
+
+
+def test_numbers_never_sighted_again_expire_on_a_later_sighting_of_their_partition() -> None:
+    index = ExpiryIndex(POLICY.window_ms, sweep_every_ms=60_000)
+    assert index.due(0, T0) == []  # the first sweep of a partition: nothing known yet
+    index.note(0, "+1old", T0)
+    index.note(0, "+1recent", T0 + 2 * HOUR)
+    index.note(1, "+1other-partition", T0)
+    # within the window of the partition's clock: nothing is due
+    assert index.due(0, T0 + 24 * HOUR - 1) == []
+    # a window after +1old's last sighting: it is due (once), the others are kept
+    assert index.due(0, T0 + 25 * HOUR) == ["+1old"]
+    assert index.due(0, T0 + 25 * HOUR + 60_000) == []  # +1recent is not a window behind
+    assert len(index) == 2
+    # another partition has its own clock: nothing of partition 1 went
+    assert index.due(1, T0 + HOUR) == []
+    assert index.due(1, T0 + 25 * HOUR) == ["+1other-partition"]
+
+
+def test_a_sweep_runs_at_most_once_per_interval_of_the_partition_clock() -> None:
+    index = ExpiryIndex(POLICY.window_ms, sweep_every_ms=60_000)
+    assert index.due(0, T0) == []
+    index.note(0, "+1old", T0 - 24 * HOUR)  # already a window behind
+    assert index.due(0, T0 + 59_999) == []  # no sweep yet
+    assert index.due(0, T0 + 60_000) == ["+1old"]
+
+
+def test_the_clock_never_goes_back() -> None:
+    index = ExpiryIndex(POLICY.window_ms, sweep_every_ms=60_000)
+    index.due(0, T0 + 30 * HOUR)
+    index.note(0, "+1old", T0)
+    # a late sighting (older ts) still sweeps against the newest time seen
+    assert index.due(0, T0) == []  # within the interval of the last sweep
+    assert index.due(0, T0 + 30 * HOUR + 60_000) == ["+1old"]
+
+
+def test_a_deleted_number_is_forgotten_and_a_fresh_state_is_not_expired() -> None:
+    index = ExpiryIndex(POLICY.window_ms, sweep_every_ms=60_000)
+    index.note(0, "+1gone", T0)
+    index.note(0, "+1gone", None)
+    assert len(index) == 0
+    assert index.due(0, T0 + 48 * HOUR) == []
+    fresh = NumberState({("p1", "a"): T0 + 48 * HOUR})
+    stale = NumberState({("p1", "a"): T0})
+    assert not index.is_expired(fresh, 0)
+    assert index.is_expired(stale, 0)
+    assert index.is_expired(EMPTY, 0)

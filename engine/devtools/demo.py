@@ -7,15 +7,21 @@
 3. one worker subprocess on topics of this run's own (``demo-<run>-calls`` …) and free
    loopback ports;
 4. seeded sample traffic generated from the loaded indicators, replayed to both streams;
-5. alerts printed as they arrive, then a summary: events, alerts by rule, dead-letters by
-   reason, precision and recall against the generator's truth;
-6. everything it made removed (worker, topics, Redis keys) so a re-run starts clean.
+5. a seeded scam journey told step by step: subscribers open a scam page (exposed), one
+   dials the listed number (``victim_journey``), others an unlisted one until it is
+   discovered (``discovered_scam_number``; the worker runs ``SCAMWATCH_DISCOVERY=indicator``,
+   so it is added to the store), then later calls to it alert as ``callee_scam_number`` with
+   source ``scamwatch-discovery``;
+6. alerts printed as they arrive, then a summary: events, alerts by rule, dead-letters by
+   reason, the journey's rows, precision and recall against the generator's truth;
+7. everything it made removed (worker, topics, Redis keys) so a re-run starts clean.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import shutil
@@ -26,16 +32,27 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from engine.core.models import StatefulRule, Stream, now_ms
+from engine.core.discovery import DISCOVERY_SOURCE
+from engine.core.models import IndicatorType, Rule, StatefulRule, Stream, now_ms
+from engine.core.records import Alert
 from engine.devtools.scrape import scrape_metrics
-from engine.devtools.traffic import Score, Traffic, TrafficIndicators, generate, score
+from engine.devtools.traffic import (
+    JourneyStory,
+    Score,
+    Traffic,
+    TrafficIndicators,
+    generate,
+    journey_story,
+    score,
+)
 from engine.errors import ConfigError, DemoError, ScamwatchError
 from engine.kafka_io import (
     check_connection,
@@ -50,6 +67,7 @@ from engine.kafka_io import (
 from engine.settings import Settings
 
 WORKER_START_TIMEOUT_S = 60.0
+STORY_STEP_TIMEOUT_S = 30.0  # each step of the journey story (a call, the discovery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +79,20 @@ class DemoOptions:
     web: int = 300
     rate: float = 400.0  # events/s per stream, so alerts visibly stream in
     seed: int | None = None  # None: the generator's default seed
+
+
+@dataclass(slots=True)
+class StoryResult:
+    """What the journey story showed, observed against the generator's truth."""
+
+    events: int = 0  # calls and page views of the story (besides the mixed traffic)
+    page_url: str = ""
+    unlisted_number: str = ""
+    exposed: int = 0  # story subscribers whose page view alerted (exposed them)
+    expected_exposed: int = 0
+    discovered: int = 0  # discovered_scam_number alerts for the unlisted number
+    callee_from_discovery: int = 0  # callee_scam_number alerts on the discovered indicator
+    expected_callee_from_discovery: int = 0
 
 
 @dataclass(slots=True)
@@ -77,6 +109,11 @@ class DemoResult:
     score: Score = field(default_factory=Score)
     alerts: int = 0
     duplicate_alerts: int = 0  # same alert_id again (at-least-once redelivery), dropped
+    story: StoryResult = field(default_factory=StoryResult)
+    # victim_journey / discovered_scam_number alerts of the mixed traffic: whether a call is
+    # read before or after the page that exposed its subscriber depends on how the two topics
+    # interleave, so no truth holds them (the story's are scored)
+    incidental: Counter[str] = field(default_factory=Counter)
     stack_note: str = ""
     error: str = ""
 
@@ -272,14 +309,18 @@ async def _stream_and_collect(
     settings: Settings,
     topics: dict[str, str],
     traffic: Traffic,
+    story: JourneyStory,
+    prefix: str,
     worker: WorkerProcess,
     options: DemoOptions,
     result: DemoResult,
     console: Console,
 ) -> dict[tuple[Stream, str], set[str]]:
     """Replay both streams, print alerts as they arrive, wait until every event has its
-    verdict (the worker's events counter reaches what was sent) and the topics are quiet."""
+    verdict (the worker's events counter reaches what was sent); then tell the journey
+    story, one step at a time, and wait until the topics are quiet."""
     observed: dict[tuple[Stream, str], set[str]] = {}
+    story_ids = story.event_ids
     seen_ids: set[str] = set()
     last_record = time.monotonic()
     alerts_topic, dead_topic = topics["alerts"], topics["deadletter"]
@@ -303,13 +344,40 @@ async def _stream_and_collect(
                 continue
             seen_ids.add(alert.alert_id)
             result.alerts += 1
-            if alert.rule in STATEFUL_RULES:
-                continue  # not a per-event rule: the generator's truth does not hold them
+            in_story = alert.event_id in story_ids
+            if alert.rule in STATEFUL_RULES and not in_story:
+                result.incidental[alert.rule] += 1
+                continue
             observed.setdefault((alert.stream, alert.event_id), set()).add(alert.rule)
+            if in_story:
+                _note_story_alert(alert, story, result.story)
             if not options.quiet:
                 console.print(format_alert(alert), soft_wrap=True)
 
     collector = asyncio.create_task(collect())
+
+    def check_running() -> None:
+        if worker.proc.poll() is not None:
+            raise DemoError(
+                f"the worker died (exit {worker.proc.returncode}):\n{worker.log_tail()}"
+            )
+        if collector.done():
+            collector.result()  # raises what stopped it
+
+    async def until(done: Callable[[], bool], what: str, within: float) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            check_running()
+            if done():
+                return
+            await asyncio.sleep(0.3)
+        raise DemoError(f"{what} did not happen within {within:.0f} s:\n{worker.log_tail()}")
+
+    def verdicts() -> int:
+        counts = scrape_events_total(worker.metrics_port) or {}
+        result.processed = counts
+        return sum(counts.values())
+
     try:
         sends = [
             replay_lines(
@@ -326,32 +394,109 @@ async def _stream_and_collect(
             result.sent[str(stream)] = stats.sent
             result.not_json += stats.not_json
         total = sum(result.sent.values())
-        done_at: float | None = None
-        deadline = time.monotonic() + options.timeout_s
-        while time.monotonic() < deadline:
-            if worker.proc.poll() is not None:
-                raise DemoError(
-                    f"the worker died (exit {worker.proc.returncode}):\n{worker.log_tail()}"
-                )
-            if collector.done():
-                collector.result()  # raises what stopped it
-            counts = scrape_events_total(worker.metrics_port) or {}
-            result.processed = counts
-            now = time.monotonic()
-            if done_at is None and sum(counts.values()) >= total:
-                done_at = now
-            # verdicts are counted when their sends start: give the last alerts time to arrive
-            if done_at is not None and now - done_at > 1.5 and now - last_record > 1.0:
-                return observed
-            await asyncio.sleep(0.3)
-        raise DemoError(
-            f"not every event got a verdict within {options.timeout_s:.0f} s: "
-            f"sent {total}, the worker counted {sum(result.processed.values())}"
+        try:
+            await until(lambda: verdicts() >= total, "a verdict for every event", options.timeout_s)
+        except DemoError:
+            raise DemoError(
+                f"not every event got a verdict within {options.timeout_s:.0f} s: "
+                f"sent {total}, the worker counted {sum(result.processed.values())}"
+            ) from None
+        await _tell_story(settings, topics, story, prefix, worker, result, console, until, verdicts)
+        # verdicts are counted when their sends start: give the last alerts time to arrive
+        done_at = time.monotonic()
+        await until(
+            lambda: time.monotonic() - done_at > 1.5 and time.monotonic() - last_record > 1.0,
+            "the alert topics going quiet",
+            options.timeout_s,
         )
+        return observed
     finally:
         collector.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await collector
+
+
+def _note_story_alert(alert: Alert, story: JourneyStory, out: StoryResult) -> None:
+    """Count an alert of a story event in the story's rows."""
+    if alert.rule == str(StatefulRule.DISCOVERED_SCAM_NUMBER):
+        if alert.discovery is not None and alert.discovery.number == story.unlisted_number:
+            out.discovered += 1
+    elif alert.rule == str(Rule.CALLEE_SCAM_NUMBER) and any(
+        DISCOVERY_SOURCE in m.indicator.sources for m in alert.matches
+    ):
+        out.callee_from_discovery += 1
+
+
+def _at_least(count: Callable[[], int], n: int) -> Callable[[], bool]:
+    return lambda: count() >= n
+
+
+async def _send(settings: Settings, topic: str, lines: Sequence[bytes]) -> int:
+    stats = await replay_lines(
+        ((line, len(line) + 1) for line in lines), topic=topic, kafka=settings.kafka
+    )
+    return stats.sent
+
+
+async def _tell_story(
+    settings: Settings,
+    topics: dict[str, str],
+    story: JourneyStory,
+    prefix: str,
+    worker: WorkerProcess,
+    result: DemoResult,
+    console: Console,
+    until: Callable[[Callable[[], bool], str, float], Any],
+    verdicts: Callable[[], int],
+) -> None:
+    """The journey story, each step sent once the worker has done the one before (so which
+    call crosses the discovery threshold never depends on how partitions interleave)."""
+    from engine.store.redis import RedisStore
+
+    number = story.unlisted_number
+    sent = sum(result.sent.values())
+    console.print(
+        f"[bold cyan]▶[/] the journey story: {len(story.pages)} subscribers of "
+        f"{story.partner_id} open {story.page_url}"
+    )
+    sent += await _send(settings, topics["web"], story.pages)
+    await until(lambda: verdicts() >= sent, "the page views' verdicts", STORY_STEP_TIMEOUT_S)
+    console.print(
+        f"  [bold]exposed[/]: {', '.join(story.exposed)}; minutes later one calls the listed "
+        f"{story.listed_number}, the others {number}, listed nowhere"
+    )
+    for line in story.calls:  # one at a time: the sightings reach discover in this order
+        sent += await _send(settings, topics["calls"], [line])
+        await until(_at_least(verdicts, sent), "a call's verdict", STORY_STEP_TIMEOUT_S)
+    await until(
+        lambda: result.story.discovered >= 1,
+        f"the discovery of {number}",
+        STORY_STEP_TIMEOUT_S,
+    )
+    store = RedisStore.from_settings(settings.redis, prefix=prefix)
+    try:
+        indicator = store.get(IndicatorType.PHONE, number)
+        version = store.version()
+    finally:
+        store.close()
+    if indicator is None:
+        raise DemoError(f"{number} was discovered but is not in the store (SCAMWATCH_DISCOVERY?)")
+    console.print(
+        f"  [bold]discovered[/] {number}: in the store as {', '.join(indicator.sources)} "
+        f"(confidence {indicator.confidence}); waiting for the worker to follow (v{version})"
+    )
+
+    def follows() -> bool:
+        try:
+            scrape = scrape_metrics(worker.metrics_port, timeout=2)
+        except OSError:
+            return False
+        return scrape.total("scamwatch_indicator_version") >= version
+
+    await until(follows, f"the worker following v{version}", STORY_STEP_TIMEOUT_S)
+    console.print(f"  later: an exposed and an unexposed subscriber call {number}")
+    sent += await _send(settings, topics["calls"], story.later_calls)
+    await until(lambda: verdicts() >= sent, "the later calls' verdicts", STORY_STEP_TIMEOUT_S)
 
 
 @contextlib.contextmanager
@@ -410,14 +555,23 @@ def _run_demo(options: DemoOptions, console: Console | None, settings: Settings)
                 gap_ms=(1, 15),
                 **({"seed": options.seed} if options.seed is not None else {}),
             )
+            # the story: minutes of a journey, ending about now
+            story = journey_story(
+                facts,
+                min_subscribers=settings.discovery.discovery_min_subscribers,
+                start_ms=now_ms() - 600_000,
+                **({"seed": options.seed} if options.seed is not None else {}),
+            )
             result.expected_deadletters = traffic.expected_deadletters()
-            for t in traffic.truth:
+            for t in (*traffic.truth, *story.truth):
                 for rule in t.rules:
                     result.expected_by_rule[str(rule)] += 1
+            result.story = _expected_story(story)
             console.print(
                 f"  {len(traffic.calls)} call and {len(traffic.web)} web events, "
                 f"{traffic.expected_alerting_events()} should alert, "
-                f"{sum(result.expected_deadletters.values())} are malformed"
+                f"{sum(result.expected_deadletters.values())} are malformed; "
+                f"a journey story of {result.story.events} events"
             )
         with _stage(console, f"topics {', '.join(topics.values())}"):
             asyncio.run(ensure_topics(settings.kafka, list(topics.values()), partitions=2))
@@ -431,6 +585,8 @@ def _run_demo(options: DemoOptions, console: Console | None, settings: Settings)
                     "SCAMWATCH_TOPIC_SIGHTINGS": topics["sightings"],
                     # the score is per event against the generator's truth: every alert
                     "SCAMWATCH_SUPPRESS_SECONDS": "0",
+                    # the story's discovered number is added to the store, then matched
+                    "SCAMWATCH_DISCOVERY": "indicator",
                     "SCAMWATCH_APP_ID": f"demo-{run}",
                     "SCAMWATCH_REDIS_PREFIX": prefix,
                     "SCAMWATCH_STATE_DIR": str(workdir / "state"),
@@ -447,9 +603,18 @@ def _run_demo(options: DemoOptions, console: Console | None, settings: Settings)
             f"replaying traffic at {options.rate:.0f} events/s per stream; alerts as they arrive:",
         ):
             observed = asyncio.run(
-                _stream_and_collect(settings, topics, traffic, worker, options, result, console)
+                _stream_and_collect(
+                    settings, topics, traffic, story, prefix, worker, options, result, console
+                )
             )
-        result.score = score(traffic, observed)
+        result.score = score(
+            dataclasses.replace(traffic, truth=traffic.truth + story.truth), observed
+        )
+        result.story.exposed = sum(
+            1
+            for t in story.truth
+            if t.stream is Stream.WEB and observed.get((t.stream, t.event_id or ""))
+        )
         # events by rule (an event matched by two keywords is two alerts but one event)
         result.alerts_by_rule = Counter(rule for rules in observed.values() for rule in rules)
         result.ok = True
@@ -472,6 +637,16 @@ def _run_demo(options: DemoOptions, console: Console | None, settings: Settings)
                 console.print(f"  {line}")
     console.print(f"[dim]{result.stack_note}; demo took {time.monotonic() - began:.0f} s[/]")
     return result
+
+
+def _expected_story(story: JourneyStory) -> StoryResult:
+    return StoryResult(
+        events=len(story.pages) + len(story.calls) + len(story.later_calls),
+        page_url=story.page_url,
+        unlisted_number=story.unlisted_number,
+        expected_exposed=sum(1 for t in story.truth if t.stream is Stream.WEB and t.should_alert),
+        expected_callee_from_discovery=story.discovered_callee_alerts,
+    )
 
 
 def _cleanup(
@@ -544,6 +719,28 @@ def summary_table(result: DemoResult) -> Table:
             f"  dead-letter {reason}",
             str(result.deadletters.get(reason, 0)),
             str(result.expected_deadletters.get(reason, 0)),
+        )
+    story = result.story
+    table.add_row(f"journey story ({story.events} events)", "", "", end_section=True)
+    table.add_row(
+        "  subscribers exposed (page view alerted)", str(story.exposed), str(story.expected_exposed)
+    )
+    for rule in (StatefulRule.VICTIM_JOURNEY, StatefulRule.DISCOVERED_SCAM_NUMBER):
+        table.add_row(
+            f"  {rule}",
+            str(result.alerts_by_rule.get(str(rule), 0)),
+            str(result.expected_by_rule.get(str(rule), 0)),
+        )
+    table.add_row(f"  {story.unlisted_number} discovered", str(story.discovered), "1")
+    table.add_row(
+        f"  callee_scam_number from {DISCOVERY_SOURCE}",
+        str(story.callee_from_discovery),
+        str(story.expected_callee_from_discovery),
+    )
+    if result.incidental:
+        incidental = ", ".join(f"{n} {rule}" for rule, n in sorted(result.incidental.items()))
+        table.add_row(
+            f"mixed traffic's own journeys (timing-dependent, not scored): {incidental}", "", ""
         )
     s = result.score
     table.add_row(

@@ -23,6 +23,7 @@ a line whose truth says otherwise is a generator bug, refused.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections import Counter
@@ -36,8 +37,16 @@ import idna
 import orjson
 import phonenumbers
 
+from engine.core.discovery import DISCOVERY_SOURCE, DISCOVERY_TAG
 from engine.core.events import decode_call, decode_web
-from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType, Rule, Stream
+from engine.core.models import (
+    Indicator,
+    IndicatorSnapshot,
+    IndicatorType,
+    Rule,
+    StatefulRule,
+    Stream,
+)
 from engine.devtools.reference import ReferenceMatcher, domain_under
 
 DEFAULT_SEED = 20261128
@@ -204,7 +213,8 @@ class Truth:
     stream: Stream
     case: str  # which hard case it is (for reading failures)
     event_id: str | None  # None for lines with no readable id (malformed)
-    rules: frozenset[Rule] = frozenset()  # empty: must not alert
+    # empty: must not alert; stateful rules only in the journey story (JourneyStory)
+    rules: frozenset[Rule | StatefulRule] = frozenset()
     deadletter: str | None = None  # the expected dead-letter reason, for malformed lines
 
     @property
@@ -844,6 +854,167 @@ def generate(
         web_lines.append(raw)
         truth.append(t)
     return Traffic(tuple(call_lines), tuple(web_lines), tuple(truth))
+
+
+# ------------------------------------------------------------------------------ the journey
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyStory:
+    """A seeded tech-support scam journey, in three acts sent one after the other: exposed
+    subscribers open a scam page (``pages``); then, one call at a time (``calls``), one of
+    them dials the number listed in the feeds and the others an unlisted number, until
+    ``min_subscribers`` distinct exposed subscribers called it; once that number is
+    discovered and in the store, ``later_calls``: an exposed and an unexposed subscriber
+    call it. ``truth`` holds the per-event rules (the reference matcher's; for the later
+    calls with the discovered indicator added, as ``SCAMWATCH_DISCOVERY=indicator`` adds it)
+    and the stateful ones, counted by hand from the story: ``victim_journey`` for an exposed
+    subscriber's call whose other party matched, ``discovered_scam_number`` on the call of
+    the ``min_subscribers``-th distinct exposed subscriber to the unlisted number."""
+
+    partner_id: str
+    page_url: str
+    listed_number: str  # E.164, in the scam feed
+    unlisted_number: str  # E.164, in no feed: the one discovered
+    exposed: tuple[str, ...]  # subscriber ids who open the page
+    pages: tuple[bytes, ...]  # web.v1
+    calls: tuple[bytes, ...]  # call.v1, to be sent one at a time, in order
+    later_calls: tuple[bytes, ...]  # call.v1, once the number is discovered
+    truth: tuple[Truth, ...]
+    # later calls whose callee alert the truth matches on the discovered indicator
+    discovered_callee_alerts: int
+
+    @property
+    def event_ids(self) -> frozenset[str]:
+        return frozenset(t.event_id for t in self.truth if t.event_id)
+
+
+def journey_story(
+    facts: TrafficIndicators,
+    *,
+    min_subscribers: int = 3,
+    seed: int = DEFAULT_SEED,
+    start_ms: int = BUNDLED_START_MS,
+) -> JourneyStory:
+    """The journey story built from ``facts`` (deterministic for a seed, facts and start):
+    pages from ``start_ms`` on, calls minutes later, the later calls after those."""
+    if not facts.scam_domains or not facts.scam_phones:
+        raise ValueError("a journey story needs scam domains and scam numbers")
+    gen = _Generator(facts, seed + 1, start_ms, gap_ms=(20_000, 40_000))
+    rng = gen.rng
+    partner, region = PARTNERS[0]
+    domain = rng.choice([d for d in facts.scam_domains if "xn--" not in d] or facts.scam_domains)
+    page_url = f"https://{domain}/windows-defender-alert/?ref=popup"
+    listed = rng.choice([p for p in facts.scam_phones if p.startswith("+1")] or facts.scam_phones)
+    unlisted = gen.clean_number(region)
+    # the exposed: one calls the listed number, min_subscribers call the unlisted one;
+    # one more subscriber, never exposed, calls it once it is discovered
+    subscribers = [
+        (f"story-sub-{n:02d}", gen.clean_number(region)) for n in range(min_subscribers + 2)
+    ]
+    exposed, unexposed = subscribers[:-1], subscribers[-1]
+    truth: list[Truth] = []
+    counter = 0
+
+    def record(stream: Stream, fields: dict[str, Any]) -> tuple[str, bytes]:
+        nonlocal counter
+        counter += 1
+        event_id = f"story-{stream}-{counter:03d}"
+        doc = {"event_id": event_id, "ts": gen.next_ts(as_text=True), "partner_id": partner}
+        return event_id, orjson.dumps({**doc, **fields})
+
+    pages: list[bytes] = []
+    for sub, _home in exposed:
+        event_id, raw = record(Stream.WEB, {"url": page_url, "subscriber_id": sub, "kind": "http"})
+        pages.append(raw)
+        truth.append(
+            gen.truth(
+                Stream.WEB,
+                "story:page",
+                len(pages) - 1,
+                event_id,
+                raw,
+                shows=Rule.HOST_SCAM_DOMAIN,
+                quiet=False,
+            )
+        )
+    gen.clock += 180_000  # the calls come minutes after the pop-up
+
+    def call(
+        sub: str, home: str, callee: str, case: str, *, shows: Rule | None = None
+    ) -> tuple[bytes, Truth]:
+        event_id, raw = record(
+            Stream.CALLS,
+            {
+                "caller": gen.written(home, region),
+                "callee": gen.written(callee, region),
+                "subscriber_id": sub,
+                "direction": "outbound",
+                "duration_s": round(rng.uniform(60, 1800), 1),
+            },
+        )
+        quiet = shows is None  # a call to the unlisted number must not alert by itself
+        return raw, gen.truth(Stream.CALLS, case, 0, event_id, raw, shows=shows, quiet=quiet)
+
+    calls: list[bytes] = []
+    exposed_ids = {sub for sub, _ in exposed}
+    callers_of_unlisted: set[str] = set()
+
+    def with_stateful(t: Truth, sub: str, to_unlisted: bool) -> Truth:
+        rules: set[Rule | StatefulRule] = set(t.rules)
+        if sub in exposed_ids and Rule.CALLEE_SCAM_NUMBER in t.rules:
+            rules.add(StatefulRule.VICTIM_JOURNEY)  # outbound: the callee is the other party
+        if sub in exposed_ids and to_unlisted and not t.rules:
+            callers_of_unlisted.add(sub)
+            if len(callers_of_unlisted) == min_subscribers:
+                rules.add(StatefulRule.DISCOVERED_SCAM_NUMBER)
+        return dataclasses.replace(t, rules=frozenset(rules))
+
+    first, *rest = exposed
+    raw, t = call(*first, listed, "story:listed_number", shows=Rule.CALLEE_SCAM_NUMBER)
+    calls.append(raw)
+    truth.append(dataclasses.replace(with_stateful(t, first[0], False), line=len(calls) - 1))
+    for sub, home in rest:
+        raw, t = call(sub, home, unlisted, "story:unlisted_number")
+        calls.append(raw)
+        truth.append(dataclasses.replace(with_stateful(t, sub, True), line=len(calls) - 1))
+    if len(callers_of_unlisted) < min_subscribers:
+        raise RuntimeError("traffic generator bug: the unlisted number would not be discovered")
+
+    # what SCAMWATCH_DISCOVERY=indicator adds; the later calls are matched with it
+    discovered = Indicator(
+        IndicatorType.PHONE, unlisted, sources=(DISCOVERY_SOURCE,), tags=(DISCOVERY_TAG,)
+    )
+    snapshot = facts.snapshot
+    gen.reference = ReferenceMatcher(
+        dataclasses.replace(snapshot, indicators=(*snapshot.indicators, discovered))
+    )
+    gen.clock += 60_000
+    later: list[bytes] = []
+    from_discovery = 0
+    for sub, home in (first, unexposed):
+        raw, t = call(sub, home, unlisted, "story:discovered_number", shows=Rule.CALLEE_SCAM_NUMBER)
+        verdict = gen.reference.match_call(decode_call(raw), facts.at_ms)
+        from_discovery += any(
+            m.rule is Rule.CALLEE_SCAM_NUMBER and DISCOVERY_SOURCE in m.indicator.sources
+            for m in verdict.matches
+        )
+        later.append(raw)
+        truth.append(
+            dataclasses.replace(with_stateful(t, sub, False), line=len(calls) + len(later) - 1)
+        )
+    return JourneyStory(
+        partner_id=partner,
+        page_url=page_url,
+        listed_number=listed,
+        unlisted_number=unlisted,
+        exposed=tuple(sub for sub, _ in exposed),
+        pages=tuple(pages),
+        calls=tuple(calls),
+        later_calls=tuple(later),
+        truth=tuple(truth),
+        discovered_callee_alerts=from_discovery,
+    )
 
 
 def write_traffic(traffic: Traffic, directory: Path) -> dict[str, Path]:

@@ -40,8 +40,10 @@ def test_demo_summary_matches_the_truth(
     )
     assert result.ok, result.error
     assert result.sent == {"calls": 150, "web": 150}
-    # every input has exactly one verdict: processed or dead-lettered
-    assert sum(result.processed.values()) == 300
+    # every input (the mixed traffic and the journey story) has exactly one verdict:
+    # processed or dead-lettered
+    assert result.story.events == 10
+    assert sum(result.processed.values()) == 300 + result.story.events
     assert result.deadletters == result.expected_deadletters
     assert result.processed.get("deadletter") == sum(result.expected_deadletters.values()) > 0
     assert result.not_json >= 1  # non-JSON lines were sent as-is and dead-lettered
@@ -51,7 +53,19 @@ def test_demo_summary_matches_the_truth(
     assert result.score.rule_mismatches == []
     assert result.score.true_positives > 20
     assert result.stack_note == "stack: left running (it was up before the demo)"
+    # the journey story: 4 exposed, 2 journeys (the listed number, then the discovered one),
+    # the unlisted number discovered once, then matched with source scamwatch-discovery
+    story = result.story
+    assert story.exposed == story.expected_exposed == 4
+    for rule, count in (("victim_journey", 2), ("discovered_scam_number", 1)):
+        assert result.alerts_by_rule[rule] == result.expected_by_rule[rule] == count
+    assert story.discovered == 1
+    assert story.callee_from_discovery == story.expected_callee_from_discovery == 2
     text = console.export_text()
+    assert re.search(r"subscribers exposed \(page view alerted\)\s+│\s+4\s+│\s+4", text)
+    assert re.search(r"victim_journey\s+│\s+2\s+│\s+2", text)
+    assert re.search(rf"{re.escape(story.unlisted_number)} discovered\s+│\s+1\s+│\s+1", text)
+    assert re.search(r"callee_scam_number from scamwatch-discovery\s+│\s+2\s+│\s+2", text)
     assert re.search(r"precision\s+│\s+1\.000", text)
     assert re.search(r"recall\s+│\s+1\.000", text)
     # it cleaned up after itself: no topics or Redis keys of this run left
@@ -78,6 +92,11 @@ def test_demo_command_prints_alerts_and_the_summary(kafka_bootstrap: str) -> Non
     assert "callee_scam_number" in out
     assert re.search(r"HIGH\s+callee_scam_number\s+\S+/\S+-sub-\d{4}\s+callee=", out)
     assert "keyword_impersonation" in out
+    # the journey story's alerts as they arrive, and its rows in the summary
+    assert re.search(r"CRITICAL\s+victim_journey\s+telco-us-east/story-sub-\d\d\s+callee=", out)
+    assert re.search(r"HIGH\s+discovered_scam_number\s+telco-us-east/story-sub-\d\d", out)
+    assert re.search(r"callee_scam_number\s+\S+/story-sub-\d\d .*\[scamwatch-discovery\]", out)
+    assert re.search(r"callee_scam_number from scamwatch-discovery\s+│\s+2\s+│\s+2", out)
     assert re.search(r"events sent \(calls \+ web\)\s+│\s+600 \(300 \+ 300\)", out)
     assert re.search(r"precision\s+│\s+1\.000", out)
     assert re.search(r"recall\s+│\s+1\.000", out)

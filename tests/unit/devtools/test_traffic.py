@@ -6,11 +6,20 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
 
 from engine.core.events import decode_call, decode_web
 from engine.core.matcher import Matcher
-from engine.core.models import IndicatorSnapshot, Rule, Stream
+from engine.core.models import (
+    Indicator,
+    IndicatorSnapshot,
+    IndicatorType,
+    Rule,
+    StatefulRule,
+    Stream,
+)
+from engine.core.normalize import normalize_phone
 from engine.devtools.traffic import (
     BUNDLED_START_MS,
     DEFAULT_SEED,
@@ -19,6 +28,7 @@ from engine.devtools.traffic import (
     TrafficIndicators,
     Truth,
     generate,
+    journey_story,
     main,
     sample_snapshot,
     score,
@@ -196,3 +206,66 @@ def test_truth_is_the_reference_matchers_not_the_generators_intent(
     blind = replace(facts, snapshot=replace(snapshot, indicators=()))
     with pytest.raises(RuntimeError, match="reference matcher says"):
         generate(blind, calls=60, web=0)
+
+
+def _story_ts(line: bytes) -> int:
+    from engine.core.timestamps import parse_rfc3339
+
+    ts = orjson.loads(line)["ts"]
+    return parse_rfc3339(ts) if isinstance(ts, str) else int(ts)
+
+
+@pytest.mark.parametrize("min_subscribers", [3, 5])
+def test_the_journey_story_and_its_truth(
+    facts: TrafficIndicators, snapshot: IndicatorSnapshot, min_subscribers: int
+) -> None:
+    story = journey_story(facts, min_subscribers=min_subscribers)
+    assert story == journey_story(facts, min_subscribers=min_subscribers)  # deterministic
+    assert journey_story(facts, min_subscribers=min_subscribers, seed=7) != story
+    by_rule = Counter(str(r) for t in story.truth for r in t.rules)
+    # every exposed subscriber's page alerts; one calls the listed number, min_subscribers
+    # the unlisted one; later an exposed and an unexposed subscriber call it, discovered
+    assert len(story.pages) == len(story.exposed) == min_subscribers + 1
+    assert by_rule["host_scam_domain"] == len(story.pages)
+    assert by_rule["victim_journey"] == 2
+    assert by_rule["discovered_scam_number"] == 1
+    assert by_rule["callee_scam_number"] == 3
+    assert story.discovered_callee_alerts == 2
+    (crossing,) = [t for t in story.truth if StatefulRule.DISCOVERED_SCAM_NUMBER in t.rules]
+    unlisted_callers = [
+        orjson.loads(line)["subscriber_id"]
+        for line in story.calls
+        if normalize_phone(orjson.loads(line)["callee"], "US") == story.unlisted_number
+    ]
+    assert len(set(unlisted_callers)) == min_subscribers
+    assert set(unlisted_callers) <= set(story.exposed)
+    assert crossing.event_id == orjson.loads(story.calls[-1])["event_id"]  # the last of them
+    # pages, then calls minutes later, then the later calls; all within the journey window
+    times = [_story_ts(line) for line in (*story.pages, *story.calls, *story.later_calls)]
+    assert times == sorted(times)
+    assert _story_ts(story.calls[0]) - _story_ts(story.pages[-1]) >= 60_000
+    assert times[-1] - times[0] < 1_800_000
+    # the per-event rules are the matcher's too: before the discovery, and after it with the
+    # discovered number added
+    before = Matcher.build(snapshot)
+    discovered = Indicator(IndicatorType.PHONE, story.unlisted_number, sources=("x",))
+    after = Matcher.build(replace(snapshot, indicators=(*snapshot.indicators, discovered)))
+    per_event = {str(r) for r in Rule}
+    for t, line, matcher in (
+        *((t, line, before) for t, line in zip(story.truth, story.pages, strict=False)),
+        *(
+            (t, line, before)
+            for t, line in zip(story.truth[len(story.pages) :], story.calls, strict=False)
+        ),
+        *(
+            (t, line, after)
+            for t, line in zip(
+                story.truth[-len(story.later_calls) :], story.later_calls, strict=True
+            )
+        ),
+    ):
+        if t.stream is Stream.WEB:
+            verdict = matcher.match_web(decode_web(line), BUNDLED_START_MS)
+        else:
+            verdict = matcher.match_call(decode_call(line), BUNDLED_START_MS)
+        assert {str(m.rule) for m in verdict.matches} == {str(r) for r in t.rules} & per_event

@@ -109,7 +109,8 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     # no consuming before the indicators are in (unless Redis stays down: then loudly empty)
-    loop.run_until_complete(follower.load(settings.worker.snapshot_wait_seconds))
+    if loop.run_until_complete(follower.load(settings.worker.snapshot_wait_seconds)):
+        log.info("indicator store: %s", "Redis Cluster" if store.clustered else "Redis")
     loop.run_until_complete(prepare_topics(settings))
     data_path = choose_data_path(settings.worker.data_path)
     log.info("data path: %s", data_path)

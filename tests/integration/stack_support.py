@@ -4,6 +4,7 @@ stopped through the real command line, with everything it printed kept for secre
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -70,3 +71,24 @@ def own_stack(state: Path, settings: dict[str, str], *up_args: str) -> Iterator[
         assert down.returncode == 0, down.stdout + down.stderr
         for pid in pids:
             assert not running(pid), f"pid {pid} still running after `stack down`"
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_redis_cluster_port(nodes: int) -> int:
+    """A first client port for a Redis Cluster of ``nodes`` masters of a test's own: it, the
+    next ports and their cluster bus ports (+10000) free, all below the kernel's ephemeral
+    range (32768) and below test_faults.py's ports (21000..)."""
+    bases = range(12_000, 16_000, 10)
+    start = os.getpid() % len(bases)  # concurrent runs of other checkouts start elsewhere
+    for base in [*bases[start:], *bases[:start]]:
+        if all(_free(p) and _free(p + 10_000) for p in range(base, base + nodes)):
+            return base
+    raise AssertionError(f"no {nodes} consecutive free ports (and bus ports) in 12000..16000")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ import redis
 
 from engine.settings import load_settings
 from engine.store.redis import RedisStore
-from tests.integration.stack_support import running
+from tests.integration.stack_support import free_redis_cluster_port, running
 from tests.integration.test_faults import (
     DEADLINE_S,
     LATE_NUMBER,
@@ -41,28 +40,10 @@ from tests.integration.worker_support import Topics, create_topics, delete_topic
 
 pytestmark = pytest.mark.stack
 
-NODES = 3
+NODES = 3  # masters, no replicas
 # the shared Kafka has one broker: the worker's own topics (the discover table's changelog)
 # get one replica
 WORKER_ENV = {"SCAMWATCH_TOPIC_REPLICATION": "1"}
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _pick_port() -> int:
-    """A first client port with the next two free, and their cluster bus ports (+10000),
-    all below the kernel's ephemeral range (32768) and below test_faults.py's ports."""
-    for base in range(12_000 + (os.getpid() % 400) * 10, 16_000, 10):
-        if all(_free(p) and _free(p + 10_000) for p in range(base, base + NODES)):
-            return base
-    raise AssertionError("no 3 consecutive free ports (and bus ports) from 12000")
 
 
 class RedisCluster:
@@ -120,7 +101,7 @@ def redis_cluster(
     tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str
 ) -> Iterator[RedisCluster]:
     state = tmp_path_factory.mktemp("faults-redis-cluster") / "state"
-    port = _pick_port()
+    port = free_redis_cluster_port(NODES)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCAMWATCH_")}
     env |= {
         "SCAMWATCH_CACHE_DIR": os.environ.get("SCAMWATCH_CACHE_DIR", "~/.cache/scamwatch"),

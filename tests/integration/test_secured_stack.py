@@ -3,9 +3,10 @@
 `scamwatch stack up --secure` on ports of its own (Kafka SASL/SCRAM-SHA-512 on 19392, TLS
 on 19394; Redis on 16879, given an ACL user with a password here) and its own
 SCAMWATCH_STATE_DIR, one for the module, stopped at the end. The worker, `replay`,
-`alerts tail`, `indicators`, `scan` and the demo each run as a user runs them, configured by
-SCAMWATCH_* variables alone; a wrong password stops each at start with exit 2 and a message
-naming the setting; and no password appears in anything the run wrote or printed."""
+`alerts tail`, `indicators`, `scan`, `hunt` and the demo each run as a user runs them,
+configured by SCAMWATCH_* variables alone; a wrong password stops each at start with exit 2
+and a message naming the setting; and no password appears in anything the run wrote or
+printed."""
 
 from __future__ import annotations
 
@@ -213,6 +214,46 @@ def test_worker_replay_and_tail_work_on_the_sasl_and_tls_listeners(
     assert code == 0, worker.log_tail()
 
 
+def test_hunt_reads_and_writes_through_sasl_and_tls_with_the_redis_password(
+    secured: Secured,
+) -> None:
+    """`scamwatch hunt` on settings alone: the store's indicators (Redis as its ACL user),
+    the retained calls read and retro alerts written on the SASL/SCRAM listener, the same
+    hunt on the TLS listener to a file."""
+    base = f"hunt-{uuid.uuid4().hex[:8]}"
+    topics = {"SCAMWATCH_TOPIC_CALLS": f"{base}-calls", "SCAMWATCH_TOPIC_ALERTS": f"{base}-alerts"}
+    env = secured.sasl | {"SCAMWATCH_REDIS_PREFIX": f"{base}:"} | topics
+    feed = secured.work / f"{base}.txt"
+    feed.write_text(f"{SCAM}\n")
+    load = secured.run("indicators", "load", str(feed), "--type", "phone", env=env)
+    assert load.returncode == 0, load.stdout + load.stderr
+    calls = _jsonl(secured.work / f"{base}.jsonl", CALLS)
+    replay = secured.run("replay", str(calls), "--stream", "calls", env=env)
+    assert replay.returncode == 0, replay.stderr
+    assert "sent 2 events" in replay.stderr
+
+    hunt = secured.run("hunt", "--since", "30m", "--stream", "calls", env=env)
+    assert hunt.returncode == 0, hunt.stdout + hunt.stderr
+    assert f"1 retro alert(s) to {base}-alerts" in hunt.stderr, hunt.stderr
+    tail = secured.run(
+        "alerts", "tail", "--json", "--from-beginning", "--max", "1", "--timeout", "30",
+        env=secured.tls | topics,
+    )  # fmt: skip
+    assert tail.returncode == 0, tail.stderr
+    (alert,) = [orjson.loads(line) for line in tail.stdout.splitlines() if line.strip()]
+    assert (alert["event_id"], alert["rule"], alert["retro"]) == ("c1", "callee_scam_number", True)
+    assert alert["source"]["topic"] == f"{base}-calls"
+
+    out = secured.work / f"{base}-hunt.jsonl"
+    tls_env = secured.tls | {"SCAMWATCH_REDIS_PREFIX": f"{base}:"} | topics
+    again = secured.run("hunt", "--since", "30m", "--stream", "calls", "-o", str(out), env=tls_env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    (line,) = out.read_bytes().splitlines()
+    same = orjson.loads(line)
+    assert (same["event_id"], same["rule"], same["retro"]) == ("c1", "callee_scam_number", True)
+    assert same["alert_id"] == alert["alert_id"]  # one event, one indicator, one rule: one id
+
+
 def test_the_demo_runs_on_the_tls_listener(secured: Secured) -> None:
     demo = secured.run(
         "demo", "--quiet", "--calls", "40", "--web", "40", "--rate", "400", env=secured.tls
@@ -232,8 +273,9 @@ WRONG = "not-the-password"
         ["replay", "{calls}", "--stream", "calls"],
         ["alerts", "tail", "--timeout", "5"],
         ["demo", "--quiet", "--calls", "20", "--web", "20"],
+        ["hunt", "--since", "10m"],
     ],
-    ids=["worker", "replay", "alerts-tail", "demo"],
+    ids=["worker", "replay", "alerts-tail", "demo", "hunt"],
 )
 def test_a_wrong_kafka_password_fails_at_start_naming_the_setting(
     secured: Secured, command: list[str]
@@ -256,8 +298,9 @@ def test_a_wrong_kafka_password_fails_at_start_naming_the_setting(
         ["indicators", "stats"],
         ["scan", "{calls}", "--stream", "calls"],
         ["worker", "--web-port", "0", "--metrics-port", "0"],
+        ["hunt", "--since", "10m"],
     ],
-    ids=["indicators", "scan", "worker"],
+    ids=["indicators", "scan", "worker", "hunt"],
 )
 def test_a_wrong_redis_password_fails_at_start_naming_the_setting(
     secured: Secured, command: list[str]
@@ -297,6 +340,7 @@ def test_no_secret_in_any_log_output_or_status(secured: Secured) -> None:
     texts = {str(p): p.read_text(errors="replace") for p in logs}
     texts |= {f"output {i}": out for i, out in enumerate(secured.outputs)}
     assert any("Authenticated as alice via SCRAM-SHA-512" in t for t in texts.values())
+    assert any(out.startswith("$ scamwatch hunt") for out in secured.outputs)  # grepped too
     secrets_ = {
         "Kafka SASL password": KAFKA_PASSWORD,
         "Redis password": REDIS_PASSWORD,

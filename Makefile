@@ -54,15 +54,19 @@ integration: stack
 
 # the 3-broker secured Kafka stack on ports of its own (19092..19103, Redis 16579), the Redis
 # Cluster (17379..17381) and the secured Redis (17479), which use the shared Kafka, and every
-# command on a secured single-node stack (19392..19395, Redis 16879); `test` runs them too
+# command on a secured single-node stack (19392..19395, Redis 16879); the worker on a plain and
+# a secured Redis Cluster (free ports from 12000); `test` runs them too
 test-cluster: stack
 	$(BIN)/pytest tests/integration/test_stack_cluster.py tests/integration/test_redis_cluster.py \
-	  tests/integration/test_redis_secure.py tests/integration/test_secured_stack.py -q
+	  tests/integration/test_redis_secure.py tests/integration/test_secured_stack.py \
+	  tests/integration/test_worker_redis_cluster.py -q
 
 # fault tests: a 3-broker cluster of their own on free ports under 31000, its own Redis, real
-# workers, one fault each (README "Faults and what they cost"); `test` runs them too
-faults: setup
-	$(BIN)/pytest tests/integration/test_faults.py -q -s -rfE --durations=10
+# workers, one fault each; a 3-master Redis Cluster of their own (free ports from 12000) with
+# the shared Kafka (README "Faults and what they cost"); `test` runs them too
+faults: stack
+	$(BIN)/pytest tests/integration/test_faults.py tests/integration/test_faults_redis_cluster.py \
+	  -q -s -rfE --durations=10
 
 e2e: stack
 	$(BIN)/pytest tests/e2e -q

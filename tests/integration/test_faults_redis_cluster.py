@@ -141,7 +141,7 @@ def run(redis_cluster: RedisCluster, kafka_bootstrap: str, tmp_path: Path) -> It
                 made.stream.stop()
         for w in made.workers:
             w.kill()
-        asyncio.run(delete_topics(kafka_bootstrap, topics.all))
+        asyncio.run(delete_topics(kafka_bootstrap, topics.made))
 
 
 def test_whole_redis_cluster_stopped_mid_stream_then_started(

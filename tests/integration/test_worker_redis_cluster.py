@@ -110,7 +110,7 @@ def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
     t = Topics(unique_name)
     asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=2))
     yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.all))
+    asyncio.run(delete_topics(kafka_bootstrap, t.made))
 
 
 def _outcomes(records: list[Read]) -> set[tuple[str, str]]:

@@ -301,6 +301,12 @@ class WorkerSettings(_Group):
     # freeze the built matcher out of the garbage collector's walks after each swap (off
     # only to measure the pauses it removes: benchmarks/bench_pipeline.py's before/after)
     gc_freeze: bool = True
+    # automatic retro-hunts: when new or changed indicators arrive, hunt the input
+    # partitions this worker owns back over this many seconds for them (0 = off)
+    retrohunt_seconds: int = Field(default=0, ge=0)
+    # the most retained events per second an automatic hunt reads (a token bucket), so the
+    # live path keeps its throughput
+    retrohunt_rate: int = Field(default=10_000, ge=1)
 
     @field_validator("data_path", mode="before")
     @classmethod

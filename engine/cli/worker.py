@@ -143,6 +143,23 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
         / f"{listen.app_id}-{listen.web_port}"
     )
     datadir.mkdir(parents=True, exist_ok=True)
+    hunter = None
+    if settings.worker.retrohunt_seconds > 0:
+        from engine.stream.autohunt import AutoHunter, RedisHuntLedger
+
+        hunter = AutoHunter(
+            settings,
+            store=store,
+            ledger=RedisHuntLedger(store, listen.app_id),
+            metrics=metrics,
+            last_handled=dispatcher.last_handled,
+            version=lambda: follower.version,
+        )
+        log.info(
+            "automatic retro-hunts on: %d s back, at most %d events/s",
+            settings.worker.retrohunt_seconds,
+            settings.worker.retrohunt_rate,
+        )
     app = create_app(
         settings,
         dispatcher=dispatcher,
@@ -151,6 +168,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
         datadir=datadir,
         data_path=data_path,
         exposures=exposures,
+        hunter=hunter,
     )
     if settings.discovery.discovery != "off":
         from engine.stream.discover import discover_agent, prepare_changelog

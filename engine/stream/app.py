@@ -49,6 +49,7 @@ from engine.core.models import SourcePosition, Stream
 from engine.core.processor import Outcome, RecordProcessor
 from engine.metrics import WorkerMetrics
 from engine.settings import Settings
+from engine.stream.autohunt import AutoHunter
 from engine.stream.exposures import ExposureReader
 from engine.stream.follower import IndicatorFollower
 
@@ -471,6 +472,7 @@ def create_app(
     datadir: Path,
     data_path: str = "inline",
     exposures: ExposureReader | None = None,
+    hunter: AutoHunter | None = None,
 ) -> faust.App:
     """A Faust app consuming ``calls`` and ``web`` as raw bytes (decoding is ours: Faust's own
     deserializer logs and drops what it cannot decode), through :class:`InlineTopic` on the
@@ -522,6 +524,14 @@ def create_app(
             await reader.follow()
 
         app.task(follow_exposures)
+    if hunter is not None:
+        auto = hunter
+        follower.listeners.append(auto.on_version)
+
+        async def hunt() -> None:
+            await auto.run()
+
+        app.task(hunt)
     inputs = {settings.topics.calls, settings.topics.web}
 
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -529,11 +539,16 @@ def create_app(
         count = sum(1 for tp in assigned if tp.topic in inputs)
         dispatcher.metrics.assigned_partitions.set(count)
         log.info("assigned %d input partitions: %s", count, sorted(map(tuple, assigned)))
+        if hunter is not None:
+            hunter.assigned(assigned)
 
     app.on_partitions_assigned.connect(on_assigned)
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        dispatcher.forget(args[0] if args else kwargs.get("revoked", ()))
+        revoked = args[0] if args else kwargs.get("revoked", ())
+        dispatcher.forget(revoked)
+        if hunter is not None:
+            hunter.revoked(revoked)
 
     app.on_partitions_revoked.connect(on_revoked)
     lag_labels: set[tuple[str, str]] = set()

@@ -37,6 +37,10 @@ from engine.store.base import IndicatorStore
 log = logging.getLogger(__name__)
 
 MatcherBuilder = Callable[[IndicatorSnapshot, str], Matcher]
+# told the store version now in use after each in-place update or swap (not the first
+# load), on the event loop before any record is matched against it: the automatic
+# retro-hunt takes its per-partition boundaries there
+VersionListener = Callable[[int], None]
 
 
 def _build(snapshot: IndicatorSnapshot, default_region: str) -> Matcher:
@@ -128,6 +132,7 @@ class IndicatorFollower:
         self._version: int | None = None  # None until a snapshot was loaded
         self._store_up: bool | None = None
         self.matcher: Matcher = build(IndicatorSnapshot(version=0), default_region)
+        self.listeners: list[VersionListener] = []
 
     @property
     def version(self) -> int | None:
@@ -243,6 +248,7 @@ class IndicatorFollower:
             len(changes.changes),
             elapsed,
         )
+        self._tell(changes.to_version)  # no await since apply(): no record matched on it yet
 
     def _build_and_count(
         self, snapshot: IndicatorSnapshot
@@ -261,6 +267,8 @@ class IndicatorFollower:
             self.matcher = matcher  # one reference assignment: handlers see old or new
             self._version = snapshot.version
             self._heap.after_swap()  # the retired matcher was freed at the assignment above
+        if previous is not None:
+            self._tell(snapshot.version)  # no await since the assignment
         m = self._metrics
         m.build_seconds.observe(elapsed)
         m.swaps.inc()
@@ -276,6 +284,13 @@ class IndicatorFollower:
             len(snapshot.allowlist),
             elapsed,
         )
+
+    def _tell(self, version: int) -> None:
+        for listener in self.listeners:
+            try:
+                listener(version)
+            except Exception:
+                log.exception("a listener of the indicator version failed")
 
     def _set_up(self, up: bool, exc: BaseException | None = None) -> None:
         if not up:

@@ -165,3 +165,20 @@ def test_redis_ca_file_needs_tls_and_an_existing_file(
         with pytest.raises(ConfigError) as info:
             load_settings()
         assert info.value.setting == "SCAMWATCH_REDIS_CA_FILE" and reason in str(info.value)
+
+
+def test_automatic_hunts_are_off_by_default_and_read_from_their_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("RETROHUNT_SECONDS", "RETROHUNT_RATE"):
+        monkeypatch.delenv(f"SCAMWATCH_{name}", raising=False)
+    s = load_settings()
+    assert (s.worker.retrohunt_seconds, s.worker.retrohunt_rate) == (0, 10_000)
+    monkeypatch.setenv("SCAMWATCH_RETROHUNT_SECONDS", "3600")
+    monkeypatch.setenv("SCAMWATCH_RETROHUNT_RATE", "2500")
+    s = load_settings()
+    assert (s.worker.retrohunt_seconds, s.worker.retrohunt_rate) == (3600, 2500)
+    monkeypatch.setenv("SCAMWATCH_RETROHUNT_RATE", "0")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "SCAMWATCH_RETROHUNT_RATE" in str(info.value)

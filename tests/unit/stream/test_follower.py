@@ -213,3 +213,19 @@ async def test_a_failing_build_keeps_the_current_matcher() -> None:
     assert matches(follower, "+18005550199") and not matches(follower, "+18885550123")
     assert await follower.poll_once()  # next poll tries again
     assert matches(follower, "+18885550123")
+
+
+async def test_listeners_hear_each_version_put_in_use_once_it_matches() -> None:
+    store = FlakyStore(change_log_size=1)
+    follower = IndicatorFollower(store, metrics=WorkerMetrics())
+    heard: list[tuple[int, bool]] = []
+    # what the automatic hunt relies on: told after the matcher holds the version
+    follower.listeners.append(lambda v: heard.append((v, matches(follower, "+18885550123"))))
+    assert await follower.load(wait_seconds=1)
+    assert heard == []  # the first load is no change
+    store.upsert([SCAM])
+    assert await follower.poll_once()  # in place
+    store.upsert([OTHER])
+    store.upsert([Indicator(IndicatorType.PHONE, "+18885550999", sources=("feed",))])
+    assert await follower.poll_once()  # the log no longer reaches back: a reload
+    assert heard == [(1, False), (3, True)]

@@ -329,6 +329,8 @@ class TaxiiSettings(_Group):
     password: SecretStr | None = None
     # the CA that signed an https server's certificate (None: the system CAs)
     cafile: str | None = None
+    # how long to wait to connect, and then for each read of an answer
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _credentials(self) -> Self:

@@ -21,6 +21,8 @@ from typing import Any
 
 import requests
 import requests.auth
+from requests.adapters import HTTPAdapter
+from taxii2client.common import _HTTPConnection
 from taxii2client.exceptions import AccessError, TAXIIServiceException
 from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
@@ -92,6 +94,43 @@ class _BasicAuthSeeingHeaders(requests.auth.AuthBase):
         self.date_added_last = response.headers.get(DATE_ADDED_LAST)
 
 
+class _TimeoutAdapter(HTTPAdapter):
+    """requests' adapter with a timeout on every request (taxii2-client sets none, so a
+    server that accepts the connection and never answers would hang the pull forever)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float | None, float | None] | None = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        return super().send(
+            request,
+            stream=stream,
+            timeout=self.timeout if timeout is None else timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
+
+
+def _connection(auth: _BasicAuthSeeingHeaders, settings: TaxiiSettings) -> Any:
+    """taxii2-client's connection (its documented ``conn=`` argument) with our auth, CA
+    and request timeout."""
+    conn = _HTTPConnection(verify=settings.cafile or True, auth=auth, version="2.1")
+    adapter = _TimeoutAdapter(settings.timeout_seconds)
+    conn.session.mount("http://", adapter)
+    conn.session.mount("https://", adapter)
+    return conn
+
+
 class TaxiiCollection:
     """One readable collection of a TAXII 2.1 API root, opened by :func:`open_collection`."""
 
@@ -150,7 +189,7 @@ def open_collection(url: str, collection: str, settings: TaxiiSettings) -> Taxii
     credentials and CA of ``settings``; FeedServerError when it cannot be read."""
     password = settings.password.get_secret_value() if settings.password is not None else None
     auth = _BasicAuthSeeingHeaders(settings.username, password)
-    api_root = ApiRoot(url, auth=auth, verify=settings.cafile or True)
+    api_root = ApiRoot(url, conn=_connection(auth, settings))
     try:
         not_found = f"no TAXII 2.1 API root at {api_root.url}"
         with _server_errors(api_root.url, settings, collection, not_found=not_found):
@@ -187,7 +226,7 @@ def _discovered_api_roots(
 ) -> list[str]:
     """The API roots ``url`` lists when it is a TAXII 2.1 discovery endpoint, else []."""
     try:
-        with Server(url, auth=auth, verify=settings.cafile or True) as server:
+        with Server(url, conn=_connection(auth, settings)) as server:
             return [str(root.url) for root in server.api_roots]
     except (requests.exceptions.RequestException, TAXIIServiceException, ValueError):
         return []
@@ -221,7 +260,12 @@ def _server_errors(
             "that signed it",
             source=TaxiiSettings.env_name("cafile"),
         ) from None
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+    except requests.exceptions.Timeout:
+        raise FeedServerUnavailable(
+            f"the TAXII server at {url} did not answer within {settings.timeout_seconds:g} s",
+            source=TaxiiSettings.env_name("timeout_seconds"),
+        ) from None
+    except requests.exceptions.ConnectionError as exc:
         raise FeedServerUnavailable(
             f"cannot reach the TAXII server at {url} ({_reason(exc)})"
         ) from None

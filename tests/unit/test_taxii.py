@@ -76,3 +76,36 @@ def test_taxii_password_without_user_names_the_user_setting(
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert caught.value.setting == "SCAMWATCH_TAXII_USERNAME"
+
+
+def test_a_server_that_never_answers_times_out_naming_the_setting() -> None:
+    """A real listening socket that accepts connections (the kernel's backlog) and never
+    sends a byte: the pull stops after SCAMWATCH_TAXII_TIMEOUT_SECONDS, it does not hang."""
+    import socket
+    import threading
+
+    from engine.errors import FeedServerUnavailable
+    from engine.settings import TaxiiSettings
+    from engine.taxii import open_collection
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        raised: list[BaseException] = []
+
+        def pull() -> None:
+            try:
+                open_collection(
+                    f"http://127.0.0.1:{port}/api1/", "c1", TaxiiSettings(timeout_seconds=0.5)
+                )
+            except BaseException as exc:
+                raised.append(exc)
+
+        worker = threading.Thread(target=pull, daemon=True)
+        worker.start()
+        worker.join(timeout=30)  # bounded: without a timeout it would never return
+        assert not worker.is_alive(), "the TAXII request did not time out"
+    assert len(raised) == 1 and isinstance(raised[0], FeedServerUnavailable), raised
+    assert "did not answer within 0.5 s" in str(raised[0])
+    assert "SCAMWATCH_TAXII_TIMEOUT_SECONDS" in str(raised[0])

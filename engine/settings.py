@@ -304,9 +304,9 @@ class WorkerSettings(_Group):
     # automatic retro-hunts: when new or changed indicators arrive, hunt the input
     # partitions this worker owns back over this many seconds for them (0 = off)
     retrohunt_seconds: int = Field(default=0, ge=0)
-    # the most retained events per second an automatic hunt reads (a token bucket), so the
-    # live path keeps its throughput
-    retrohunt_rate: int = Field(default=10_000, ge=1)
+    # the most retained events per second an automatic hunt reads (a token bucket): it runs
+    # on the worker's event loop, so each event it reads is CPU the live path does not get
+    retrohunt_rate: int = Field(default=1_000, ge=1)
 
     @field_validator("data_path", mode="before")
     @classmethod

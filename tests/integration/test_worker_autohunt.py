@@ -41,7 +41,7 @@ def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
     t = Topics(unique_name)
     asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=PARTITIONS))
     yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.all))
+    asyncio.run(delete_topics(kafka_bootstrap, t.made))
 
 
 def _calls(start: int, n: int) -> tuple[list[tuple[bytes, bytes]], set[str]]:

@@ -173,7 +173,7 @@ def test_automatic_hunts_are_off_by_default_and_read_from_their_variables(
     for name in ("RETROHUNT_SECONDS", "RETROHUNT_RATE"):
         monkeypatch.delenv(f"SCAMWATCH_{name}", raising=False)
     s = load_settings()
-    assert (s.worker.retrohunt_seconds, s.worker.retrohunt_rate) == (0, 10_000)
+    assert (s.worker.retrohunt_seconds, s.worker.retrohunt_rate) == (0, 1_000)
     monkeypatch.setenv("SCAMWATCH_RETROHUNT_SECONDS", "3600")
     monkeypatch.setenv("SCAMWATCH_RETROHUNT_RATE", "2500")
     s = load_settings()

@@ -3,7 +3,8 @@ worker with ``SCAMWATCH_RETROHUNT_SECONDS=3600``; then the number becomes an ind
 the worker hunts its partitions for it: one retro alert per earlier call, nothing for the
 calls matched live after it, ``scamwatch_hunt_events_total`` counting what was read. And a
 worker stopped mid-hunt: the worker started after it hunts the partitions left, every call is
-alerted at least once, and a repeated alert has the same id."""
+alerted at least once, and a repeated alert has the same id; and a worker joining the group
+mid-hunt: it hunts the partitions it takes, the first keeps hunting the ones it kept."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from engine.core.models import Indicator, IndicatorType
 from engine.devtools.schemas import validate
 from engine.store.redis import RedisStore
 from tests.integration.worker_support import (
+    DATA_PATHS,
     Read,
     Topics,
     WorkerProcess,
@@ -57,11 +59,14 @@ def _calls(start: int, n: int) -> tuple[list[tuple[bytes, bytes]], set[str]]:
     return records, scam
 
 
-def _worker(topics: Topics, prefix: str, tmp_path: Path, rate: int) -> WorkerProcess:
+def _worker(
+    topics: Topics, prefix: str, tmp_path: Path, rate: int, data_path: str = "inline"
+) -> WorkerProcess:
     return WorkerProcess(
         topics,
         prefix,
         tmp_path,
+        data_path=data_path,
         extra_env={
             "SCAMWATCH_RETROHUNT_SECONDS": "3600",
             "SCAMWATCH_RETROHUNT_RATE": str(rate),
@@ -97,7 +102,9 @@ def _alerts(bootstrap: str, topic: str, enough: int) -> list[Read]:
     return asyncio.run(read_topic(bootstrap, topic, until=lambda r: len(r) >= enough, within=90))
 
 
+@pytest.mark.parametrize("data_path", DATA_PATHS)
 def test_new_indicator_is_hunted_back_once_per_event_and_live_after(
+    data_path: str,
     topics: Topics,
     kafka_bootstrap: str,
     redis_url: str,
@@ -108,7 +115,7 @@ def test_new_indicator_is_hunted_back_once_per_event_and_live_after(
     store = RedisStore.from_url(redis_url, prefix=key_prefix)
     before, scam_before = _calls(0, 80)
     asyncio.run(produce(kafka_bootstrap, topics.calls, before))
-    worker = _worker(topics, key_prefix, tmp_path, rate=100_000).start()
+    worker = _worker(topics, key_prefix, tmp_path, rate=100_000, data_path=data_path).start()
     try:
         worker.wait_assigned(90)
         _processed(worker, len(before))
@@ -214,5 +221,54 @@ def test_worker_restarted_mid_hunt_the_next_one_hunts_what_was_left(
         assert all(len(v) == 1 for v in ids.values())  # a repeat has the same id
     finally:
         first.kill()
+        if second is not None:
+            assert second.stop() == 0, second.log_tail()
+
+
+def test_a_worker_joining_mid_hunt_hunts_the_partitions_it_takes(
+    topics: Topics,
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tmp_path: Path,
+) -> None:
+    store = RedisStore.from_url(redis_url, prefix=key_prefix)
+    before, scam_before = _calls(0, 400)
+    asyncio.run(produce(kafka_bootstrap, topics.calls, before))
+    first = _worker(topics, key_prefix, tmp_path / "first", rate=25).start()
+    second: WorkerProcess | None = None
+    try:
+        first.wait_assigned(90)
+        _processed(first, len(before))
+        _wait(lambda: len(_ledger(redis_client, key_prefix, topics)) == 2 * PARTITIONS, "ledger")
+        version = _add_indicator(store)
+        first.wait_metric(lambda m: m.total("scamwatch_hunt_events_total") >= 20, 60)
+
+        # joins the group mid-hunt: the partitions it is given move, the rest stay
+        second = _worker(topics, key_prefix, tmp_path / "second", rate=100_000).start()
+        second.wait_assigned(90)
+        _wait(
+            lambda: all(
+                v == version
+                for k, v in _ledger(redis_client, key_prefix, topics).items()
+                if topics.calls in k
+            ),
+            "every calls partition hunted through the new version",
+            120,
+        )
+        assert second.metrics().total("scamwatch_hunt_events_total", stream="calls") > 0
+        records = asyncio.run(
+            read_topic(kafka_bootstrap, topics.alerts, until=lambda r: False, within=8)
+        )
+        ids: dict[str, set[str]] = defaultdict(set)
+        for r in records:
+            doc = r.json()
+            assert doc["retro"] is True
+            ids[str(doc["event_id"])].add(str(doc["alert_id"]))
+        assert set(ids) == scam_before  # every call to the number hunted at least once
+        assert all(len(v) == 1 for v in ids.values())  # a repeat has the same id
+    finally:
+        assert first.stop() == 0, first.log_tail()
         if second is not None:
             assert second.stop() == 0, second.log_tail()

@@ -21,13 +21,15 @@ from typing import Any
 
 import requests
 import requests.auth
+import taxii2client.common
 from requests.adapters import HTTPAdapter
-from taxii2client.common import _HTTPConnection
 from taxii2client.exceptions import AccessError, TAXIIServiceException
 from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
 from engine.errors import FeedServerError, FeedServerUnavailable
 from engine.settings import TaxiiSettings
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1_000  # objects asked per page; servers cap it (as_pages then asks what they give)
 DATE_ADDED_LAST = "X-TAXII-Date-Added-Last"
@@ -121,14 +123,37 @@ class _TimeoutAdapter(HTTPAdapter):
         )
 
 
-def _connection(auth: _BasicAuthSeeingHeaders, settings: TaxiiSettings) -> Any:
-    """taxii2-client's connection (its documented ``conn=`` argument) with our auth, CA
-    and request timeout."""
-    conn = _HTTPConnection(verify=settings.cafile or True, auth=auth, version="2.1")
+def _connection(auth: _BasicAuthSeeingHeaders, settings: TaxiiSettings) -> dict[str, Any]:
+    """The keyword arguments that give taxii2-client's ``ApiRoot``/``Server`` our auth, CA and
+    request timeout.
+
+    taxii2-client has no timeout setting, and a server that accepts the connection and never
+    answers hangs a pull forever (tests/unit/test_taxii.py shows it with a real socket). Its
+    ``conn=`` argument takes its connection class, ``_HTTPConnection``, whose ``session`` is a
+    requests ``Session``: the timeout is a requests adapter mounted on it. That class is
+    private, so when it is not the one this was written against (checked by
+    ``test_taxii_connection_internals_are_the_ones_the_timeout_uses``), the pull goes through
+    the public arguments (``auth=``, ``verify=``) without a timeout, and says so."""
+    verify: bool | str = settings.cafile or True
+    connection_class = getattr(taxii2client.common, "_HTTPConnection", None)
+    try:
+        if connection_class is None:
+            raise AttributeError("taxii2client.common has no _HTTPConnection")
+        conn = connection_class(verify=verify, auth=auth, version="2.1")
+        session = conn.session
+        if not isinstance(session, requests.Session):
+            raise TypeError(f"its session is a {type(session).__name__}, not a requests Session")
+    except (AttributeError, TypeError) as exc:
+        log.warning(
+            "taxii2-client's connection is not the one scamwatch knows (%s): pulling without "
+            "SCAMWATCH_TAXII_TIMEOUT_SECONDS",
+            exc,
+        )
+        return {"auth": auth, "verify": verify}
     adapter = _TimeoutAdapter(settings.timeout_seconds)
-    conn.session.mount("http://", adapter)
-    conn.session.mount("https://", adapter)
-    return conn
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return {"conn": conn}
 
 
 class TaxiiCollection:
@@ -189,7 +214,7 @@ def open_collection(url: str, collection: str, settings: TaxiiSettings) -> Taxii
     credentials and CA of ``settings``; FeedServerError when it cannot be read."""
     password = settings.password.get_secret_value() if settings.password is not None else None
     auth = _BasicAuthSeeingHeaders(settings.username, password)
-    api_root = ApiRoot(url, conn=_connection(auth, settings))
+    api_root = ApiRoot(url, **_connection(auth, settings))
     try:
         not_found = f"no TAXII 2.1 API root at {api_root.url}"
         with _server_errors(api_root.url, settings, collection, not_found=not_found):
@@ -226,7 +251,7 @@ def _discovered_api_roots(
 ) -> list[str]:
     """The API roots ``url`` lists when it is a TAXII 2.1 discovery endpoint, else []."""
     try:
-        with Server(url, conn=_connection(auth, settings)) as server:
+        with Server(url, **_connection(auth, settings)) as server:
             return [str(root.url) for root in server.api_roots]
     except (requests.exceptions.RequestException, TAXIIServiceException, ValueError):
         return []

@@ -109,3 +109,45 @@ def test_a_server_that_never_answers_times_out_naming_the_setting() -> None:
     assert len(raised) == 1 and isinstance(raised[0], FeedServerUnavailable), raised
     assert "did not answer within 0.5 s" in str(raised[0])
     assert "SCAMWATCH_TAXII_TIMEOUT_SECONDS" in str(raised[0])
+
+
+def test_taxii_connection_internals_are_the_ones_the_timeout_uses() -> None:
+    """The request timeout rides on taxii2-client's private connection class: this fails when
+    an upgrade changes what engine/taxii.py's ``_connection`` relies on (the class, its
+    keyword arguments, its requests ``Session``, and every request going through it)."""
+    import inspect
+
+    import requests
+    import taxii2client.common
+
+    from engine.settings import TaxiiSettings
+    from engine.taxii import _BasicAuthSeeingHeaders, _connection, _TimeoutAdapter
+
+    cls = taxii2client.common._HTTPConnection
+    params = inspect.signature(cls.__init__).parameters
+    assert {"verify", "auth", "version"} <= params.keys(), params
+    source = inspect.getsource(cls)
+    assert "self.session.request(" in source or "self.session.get(" in source, (
+        "taxii2-client no longer sends its requests through self.session: re-check the timeout"
+    )
+    kwargs = _connection(_BasicAuthSeeingHeaders("u", "p"), TaxiiSettings(timeout_seconds=7))
+    conn = kwargs["conn"]  # the timeout path, not the public fallback
+    assert isinstance(conn.session, requests.Session)
+    adapter = conn.session.get_adapter("https://taxii.example/api1/")
+    assert isinstance(adapter, _TimeoutAdapter) and adapter.timeout == 7
+
+
+def test_without_the_known_connection_the_pull_uses_the_public_arguments(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import taxii2client.common
+
+    from engine.settings import TaxiiSettings
+    from engine.taxii import _BasicAuthSeeingHeaders, _connection
+
+    monkeypatch.delattr(taxii2client.common, "_HTTPConnection")
+    auth = _BasicAuthSeeingHeaders("u", "p")
+    with caplog.at_level("WARNING"):
+        kwargs = _connection(auth, TaxiiSettings(cafile="/etc/ca.pem"))
+    assert kwargs == {"auth": auth, "verify": "/etc/ca.pem"}
+    assert "without SCAMWATCH_TAXII_TIMEOUT_SECONDS" in caplog.text

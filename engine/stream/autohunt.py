@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from engine.core.matcher import Matcher
 from engine.core.models import (
@@ -54,6 +55,7 @@ from engine.core.models import (
 from engine.core.processor import RecordProcessor
 from engine.core.records import Hunt
 from engine.core.timestamps import format_rfc3339
+from engine.errors import ScamwatchError
 from engine.hunt import hunt_id, make_consumer
 from engine.kafka_io import make_producer
 from engine.metrics import WorkerMetrics
@@ -230,6 +232,7 @@ class AutoHunter:
         self._producer: AIOKafkaProducer | None = None
         self.hunts_done = 0
         self._completed: set[Partition] = set()  # partitions of the running hunt done
+        self._outage: str | None = None  # Kafka or Redis down: said once, until a hunt works
 
     # -- told by the worker (on the event loop) ------------------------------------------
 
@@ -350,10 +353,24 @@ class AutoHunter:
                     await self._hunt(work)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("automatic hunt failed; its partitions are hunted again")
+                except Exception as exc:
+                    if _retriable(exc):
+                        # Kafka or Redis down: one warning for the outage, not one a retry
+                        if self._outage is None:
+                            log.warning(
+                                "automatic hunt paused (%s); retrying every %g s",
+                                exc,
+                                RETRY_SECONDS,
+                            )
+                        self._outage = str(exc)
+                    else:
+                        log.exception("automatic hunt failed; its partitions are hunted again")
                     await asyncio.sleep(RETRY_SECONDS)
                     self._retry(work)
+                else:
+                    if self._outage is not None:
+                        log.info("automatic hunt resumed after: %s", self._outage)
+                        self._outage = None
         finally:
             await self.close()
 
@@ -562,3 +579,10 @@ class AutoHunter:
                     )
             await asyncio.sleep(self.bucket.spend(read))  # at least one turn of the loop
         await producer.flush()
+
+
+def _retriable(exc: BaseException) -> bool:
+    """Kafka or Redis unreachable, for a while (retried quietly), not a bug (logged whole)."""
+    return (isinstance(exc, ScamwatchError) and exc.retriable) or isinstance(
+        exc, KafkaError | OSError | asyncio.TimeoutError
+    )

@@ -167,3 +167,52 @@ def test_a_partition_hunted_through_an_older_version_is_hunted_by_its_new_owner(
         await hunter.close()
 
     asyncio.run(go())
+
+
+def test_an_outage_is_said_once_and_its_end_once_a_bug_is_logged_whole(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    import engine.stream.autohunt as autohunt
+
+    monkeypatch.setattr(autohunt, "RETRY_SECONDS", 0.01)
+    failures: list[BaseException] = [
+        KafkaConnectionError("broker down"),
+        KafkaConnectionError("broker down"),
+        KafkaConnectionError("broker down"),
+        ValueError("a bug"),
+    ]
+    calls: list[set[Any]] = []
+
+    async def go() -> None:
+        hunter = _hunter({}, [5])
+        hunter.owned = {("calls", 0)}
+
+        async def hunt(work: dict[Any, PartitionRequest]) -> None:
+            calls.append(set(work))
+            if failures:
+                raise failures.pop(0)
+
+        monkeypatch.setattr(hunter, "_hunt", hunt)
+        hunter.pending[("calls", 0)] = PartitionRequest(4, [(5, 42)])
+        hunter._wake.set()
+        task = asyncio.create_task(hunter.run())
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if len(calls) == 5:
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level("INFO", logger="engine.stream.autohunt"):
+        asyncio.run(go())
+    assert calls == [{("calls", 0)}] * 5  # retried each time, the same partition
+    paused = [r for r in caplog.records if "automatic hunt paused" in r.getMessage()]
+    assert len(paused) == 1 and paused[0].exc_info is None  # three failures, one warning
+    bug = [r for r in caplog.records if "automatic hunt failed" in r.getMessage()]
+    assert len(bug) == 1 and bug[0].exc_info is not None  # the fourth: logged whole
+    resumed = [r for r in caplog.records if "automatic hunt resumed" in r.getMessage()]
+    assert len(resumed) == 1  # the fifth worked
+    assert caplog.records.index(resumed[0]) > caplog.records.index(bug[0])

@@ -19,6 +19,15 @@ On topics, consumer groups and a Redis prefix of the run's own (all removed afte
    - ``processes_2``: ``scamwatch worker --processes 2`` (inline, two processes);
    - ``gc_freeze_off``: the inline worker with ``SCAMWATCH_GC_FREEZE=false`` (the
      collector as Python has it: the pauses before the fix);
+   - ``stateful_off`` / ``stateful_on``: the inline worker with the stateful side off
+     (``SCAMWATCH_PROTECTION=false``, ``SCAMWATCH_DISCOVERY=off``: no exposures, journeys,
+     sightings, suppression or discovery) and on (journeys, sightings, suppression at its
+     default 600 s, the ``discover`` agent), each with a sightings topic of its own; the
+     pool's web alerts expose its subscribers, so most calls are journeys or sightings;
+   - ``live_updates``: the inline worker while this process adds one new phone indicator
+     to the store every second (``--change-every``): throughput against ``inline``'s, and
+     the worker's own cost per change (``scamwatch_matcher_update_seconds`` over
+     ``scamwatch_matcher_changes_applied_total``; full builds counted);
 
    for each: **sustained events/s** (input topics → verdicts, the worker's
    ``scamwatch_events_total``; steady state between 10 % and 90 % of the records),
@@ -32,7 +41,9 @@ Prints a table, writes ``benchmarks/results/bench_pipeline.json`` and a PNG besi
 (throughput bars, latency CDF per path). ``--quick`` (50k indicators, 30k events, 5 s of
 latency; results to the temp directory) runs in a few minutes, to try a change.
 Targets (DESIGN.md): inline ≥ 50 % of the pass-through; p99 ≤ 100 ms at half capacity;
-``--processes 2`` ≥ 1.5× one process. Bounded: every wait has a deadline.
+``--processes 2`` ≥ 1.5× one process; the stateful side on costs ≤ 10 % of the throughput
+with it off; with one change a second ≥ 90 % of the steady throughput, ≤ 50 ms of worker
+CPU per change. Bounded: every wait has a deadline.
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +103,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 0.5  # inline ÷ pass-through
 TARGET_P99_MS = 100.0  # at half of the inline worker's capacity
 TARGET_SCALE = 1.5  # --processes 2 ÷ one process
+TARGET_STATEFUL = 0.9  # stateful side on ÷ off
+TARGET_LIVE = 0.9  # with one change a second ÷ without
+TARGET_CHANGE_MS = 50.0  # worker CPU per change
 SCRAPE_EVERY_S = 0.5  # each scrape costs the worker a few ms of CPU: not too often
 console = Console(width=None if sys.stdout.isatty() else 160)  # a log keeps the whole table
 
@@ -103,6 +118,8 @@ class PathSpec:
     label: str
     env: Mapping[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
+    latency: bool = True  # its latency measured too (at half of inline's capacity)
+    changes: bool = False  # one indicator change a second while it runs
 
 
 PASS_THROUGH = PathSpec("pass_through", "bare aiokafka pass-through")
@@ -120,6 +137,33 @@ PATHS = (
         "gc_freeze_off",
         "inline, gc.freeze off (before the fix)",
         {"SCAMWATCH_DATA_PATH": "inline", "SCAMWATCH_GC_FREEZE": "false"},
+    ),
+    PathSpec(
+        "stateful_off",
+        "inline, stateful side off",
+        {
+            "SCAMWATCH_DATA_PATH": "inline",
+            "SCAMWATCH_PROTECTION": "false",
+            "SCAMWATCH_DISCOVERY": "off",
+        },
+        latency=False,
+    ),
+    PathSpec(
+        "stateful_on",
+        "inline, stateful side on (journeys, suppression, discovery)",
+        {
+            "SCAMWATCH_DATA_PATH": "inline",
+            "SCAMWATCH_SUPPRESS_SECONDS": "600",
+            "SCAMWATCH_DISCOVERY": "alert",
+        },
+        latency=False,
+    ),
+    PathSpec(
+        "live_updates",
+        "inline, one indicator change a second",
+        {"SCAMWATCH_DATA_PATH": "inline"},
+        latency=False,
+        changes=True,
     ),
 )
 
@@ -701,7 +745,7 @@ class Bench:
             "SCAMWATCH_TOPIC_WEB": self.topics["web"],
             "SCAMWATCH_TOPIC_ALERTS": self.topics[f"alerts-{spec.key}"],
             "SCAMWATCH_TOPIC_DEADLETTER": self.topics[f"deadletter-{spec.key}"],
-            "SCAMWATCH_TOPIC_SIGHTINGS": self.topics["sightings"],
+            "SCAMWATCH_TOPIC_SIGHTINGS": self.topics[f"sightings-{spec.key}"],
             "SCAMWATCH_TOPIC_PARTITIONS": str(self.args.partitions),
             "SCAMWATCH_APP_ID": f"bench-{self.run}-{spec.key}",
             "SCAMWATCH_REDIS_PREFIX": self.prefix,
@@ -728,17 +772,24 @@ class Bench:
         started = time.monotonic()
         # sampled from its start: the pass-through copies a quick run's topic in a second
         subject = self.start(spec, ready=False)
+        changer = IndicatorChanger(self.settings, self.prefix, self.args.change_every)
         try:
+            if spec.changes:
+                changer.start()
             every = 0.05 if spec is PASS_THROUGH else SCRAPE_EVERY_S
             samples = follow(subject, total, 60 + total / 400, every)
             result = throughput(samples, total, started)
             result["rss_mib"] = rss_mib(subject.tree())
+            if spec.changes:
+                changer.stop()
+                result["updates"] = update_cost(subject, changer.made)
             if self.args.rate is None and spec.key == "inline":
                 # every path's latency is measured at half of the inline worker's capacity
                 self.args.rate = max(100.0, round(0.5 * result["steady_per_s"], -2))
-            if self.args.rate is not None:
+            if self.args.rate is not None and spec.latency:
                 result |= self.measure_latency(spec, subject, self.args.rate)
         finally:
+            changer.stop()
             subject.stop()
         result["load_average"] = statistics.fmean([load_before, self.load.note()])
         return result, samples
@@ -767,6 +818,66 @@ class Bench:
                 running.stop()
         self.load.note()
         return {"latency": latency_summary(run), "latency_ms": run.ms}
+
+
+class IndicatorChanger:
+    """Adds one new phone indicator to the store every ``every`` seconds, in a thread of
+    this process (not the worker's), until stopped."""
+
+    def __init__(self, settings: Settings, prefix: str, every: float) -> None:
+        self._settings = settings
+        self._prefix = prefix
+        self._every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.made = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="indicator-changer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        store = RedisStore.from_url(
+            self._settings.redis.url.get_secret_value(), prefix=self._prefix
+        )
+        try:
+            base = random.Random(secrets.randbits(32)).randrange(1_000_000)
+            while not self._stop.wait(self._every):
+                number = f"+1900{(base + self.made) % 10_000_000:07d}"
+                store.upsert([Indicator(IndicatorType.PHONE, number, sources=("bench-live",))])
+                self.made += 1
+        finally:
+            store.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def update_cost(subject: Subject, made: int) -> dict[str, float]:
+    """The worker's own cost of the changes: event-loop seconds applying them in place
+    (``scamwatch_matcher_update_seconds``) per change applied, and full builds."""
+    port = subject.worker.metrics_port if isinstance(subject, WorkerSubject) else None
+    deadline = time.monotonic() + 10
+    metrics = None
+    while port is not None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            metrics = scrape_metrics(port, timeout=2)
+            if metrics.total("scamwatch_matcher_changes_applied_total") >= made:
+                break
+        time.sleep(0.5)
+    if metrics is None:
+        return {"changes_made": float(made)}
+    applied = metrics.total("scamwatch_matcher_changes_applied_total")
+    seconds = metrics.total("scamwatch_matcher_update_seconds_sum")
+    return {
+        "changes_made": float(made),
+        "changes_applied": applied,
+        "update_batches": metrics.total("scamwatch_matcher_update_seconds_count"),
+        "ms_per_change": 1000 * seconds / applied if applied else float("nan"),
+        "full_builds": metrics.total("scamwatch_matcher_build_seconds_count"),
+    }
 
 
 async def records_in(settings: Settings, topics: list[str]) -> float:
@@ -843,6 +954,38 @@ def judge(paths: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                     "ok": lat["p99_ms"] <= TARGET_P99_MS,
                 }
             )
+    off, on = paths.get("stateful_off"), paths.get("stateful_on")
+    if off and on:
+        ratio = on["steady_per_s"] / off["steady_per_s"]
+        out.append(
+            {
+                "target": f"stateful side on ≥ {TARGET_STATEFUL:.0%} of off",
+                "measured": f"{ratio:.0%}",
+                "value": ratio,
+                "ok": ratio >= TARGET_STATEFUL,
+            }
+        )
+    live = paths.get("live_updates")
+    if live and inline:
+        ratio = live["steady_per_s"] / inline["steady_per_s"]
+        out.append(
+            {
+                "target": f"one change a second: ≥ {TARGET_LIVE:.0%} of the steady (inline)",
+                "measured": f"{ratio:.0%}",
+                "value": ratio,
+                "ok": ratio >= TARGET_LIVE,
+            }
+        )
+    cost = (live or {}).get("updates", {}).get("ms_per_change")
+    if cost is not None:
+        out.append(
+            {
+                "target": f"worker CPU per change ≤ {TARGET_CHANGE_MS:.0f} ms",
+                "measured": f"{cost:.2f} ms",
+                "value": cost,
+                "ok": cost <= TARGET_CHANGE_MS,
+            }
+        )
     two = paths.get("processes_2")
     if two and inline:
         scale = two["steady_per_s"] / inline["steady_per_s"]
@@ -876,6 +1019,7 @@ def report_table(r: dict[str, Any]) -> tuple[Table, Table]:
         "RSS MiB",
         "p50 / p99 / max ms",
         "verdict p99 ms",
+        "per change",
     ):
         t.add_column(col, justify="left" if col == "path" else "right")
     pt = r["paths"].get("pass_through", {}).get("steady_per_s")
@@ -891,6 +1035,7 @@ def report_table(r: dict[str, Any]) -> tuple[Table, Table]:
             f"{p['rss_mib']:,.0f}",
             f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} / {lat['max_ms']:.0f}" if lat else "",
             f"{lat['verdict_p99_ms']:.0f}" if "verdict_p99_ms" in lat else "",
+            _per_change(p.get("updates")),
         )
     targets = Table(
         title=f"targets (latency offered at {r['rate_per_s']:,.0f}/s)", title_justify="left"
@@ -903,6 +1048,16 @@ def report_table(r: dict[str, Any]) -> tuple[Table, Table]:
             row["target"], row["measured"], "[green]yes[/]" if row["ok"] else "[red]no[/]"
         )
     return t, targets
+
+
+def _per_change(updates: dict[str, float] | None) -> str:
+    if not updates or "ms_per_change" not in updates:
+        return ""
+    return (
+        f"{updates['ms_per_change']:.2f} ms ({updates['changes_applied']:.0f} of "
+        f"{updates['changes_made']:.0f} applied; full builds: "
+        f"{updates['full_builds']:.0f}, the start's included)"
+    )
 
 
 def plot(results: dict[str, Any], cdfs: dict[str, list[float]], path: Path) -> None:
@@ -947,7 +1102,8 @@ def plot(results: dict[str, Any], cdfs: dict[str, list[float]], path: Path) -> N
     left.set_ylabel("sustained events/s (10-90 % of a pre-filled topic)")
     left.set_ylim(0, max(values) * 1.25 if values else 1)
     left.set_title(f"throughput, {results['params']['indicators']:,} indicators")
-    left.legend(fontsize=8, loc="upper right")
+    if left.get_legend_handles_labels()[0]:  # a target line drawn
+        left.legend(fontsize=8, loc="upper right")
     for key, values_ms in cdfs.items():
         if values_ms:
             ordered = sorted(values_ms)
@@ -1007,6 +1163,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument(
+        "--change-every", type=float, default=1.0, help="live_updates: seconds between changes."
+    )
+    parser.add_argument(
         "--paths",
         default=",".join(p.key for p in PATHS),
         help=f"Which to run, in this order: {', '.join(p.key for p in PATHS)}.",
@@ -1036,12 +1195,12 @@ def main() -> int:
     args = parse_args()
     settings = load_settings()
     run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
-    names = ["calls", "web", "sink", "sightings"]
+    names = ["calls", "web", "sink"]
     names += [
         f"{kind}-{p.key}"
         for p in args.paths
         if p is not PASS_THROUGH
-        for kind in ("alerts", "deadletter")
+        for kind in ("alerts", "deadletter", "sightings")
     ]
     topics = {name: f"bench-{run}-{name}" for name in names}
     prefix = f"scamwatch-bench:{run}:"

@@ -364,6 +364,9 @@ class ProtectionSettings(_Group):
     journey_window_seconds: int = Field(default=1800, ge=1)
     # alerts of the same key within this are counted, not emitted (0 = off)
     suppress_seconds: int = Field(default=600, ge=0)
+    # false: no exposures, journeys, sightings or suppression at all (only to measure what
+    # the stateful side costs: benchmarks/bench_pipeline.py's on/off rows)
+    protection: bool = True
 
 
 class StackSettings(_Group):

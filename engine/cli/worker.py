@@ -116,16 +116,21 @@ def run_worker(settings: Settings, *, loglevel: str = "info", serve_metrics: boo
     log.info("data path: %s", data_path)
 
     guard = settings.protection
-    exposures = ExposureReader(
-        settings, ExposureTable(guard.journey_window_seconds * 1000), metrics
-    )
-    # no consuming before the exposures still open are known
-    opened = loop.run_until_complete(exposures.catch_up())
-    log.info("%d exposures open at start (window %d s)", opened, guard.journey_window_seconds)
-    suppression = None
-    if guard.suppress_seconds > 0:
-        suppression = SuppressionTable(guard.suppress_seconds * 1000, now_ms)
-    protection = Protection(exposures.table, settings.topics.sightings, suppression)
+    exposures: ExposureReader | None = None
+    protection: Protection | None = None
+    if guard.protection:
+        exposures = ExposureReader(
+            settings, ExposureTable(guard.journey_window_seconds * 1000), metrics
+        )
+        # no consuming before the exposures still open are known
+        opened = loop.run_until_complete(exposures.catch_up())
+        log.info("%d exposures open at start (window %d s)", opened, guard.journey_window_seconds)
+        suppression = None
+        if guard.suppress_seconds > 0:
+            suppression = SuppressionTable(guard.suppress_seconds * 1000, now_ms)
+        protection = Protection(exposures.table, settings.topics.sightings, suppression)
+    else:
+        log.warning("SCAMWATCH_PROTECTION=false: no journeys, sightings or suppression")
 
     processor = RecordProcessor(
         matcher=follower.current,

@@ -128,6 +128,12 @@ def test_new_settings_defaults() -> None:
     assert "SCAMWATCH_DATA_PATH" in s.env_names()
 
 
+def test_protection_is_on_unless_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().protection.protection is True
+    monkeypatch.setenv("SCAMWATCH_PROTECTION", "false")
+    assert load_settings().protection.protection is False
+
+
 def test_gc_freeze_is_on_unless_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().worker.gc_freeze is True
     monkeypatch.setenv("SCAMWATCH_GC_FREEZE", "false")

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.core.journey import ExposureTable
 from engine.core.models import now_ms
-from engine.core.records import Alert, RecordError
+from engine.core.records import RecordError
 from engine.metrics import WorkerMetrics
 from engine.settings import Settings
 
@@ -131,11 +131,9 @@ class ExposureReader:
         if not isinstance(value, bytes) or _WEB not in value:
             return
         try:
-            alert = Alert.from_json(value)
+            self.table.add_json(value, now)
         except RecordError as exc:
             log.debug("exposures: skipped a record of %s: %s", self._topic, exc)
-            return
-        self.table.add(alert, now)
 
     def _expire(self) -> int:
         count = self.table.expire(now_ms())

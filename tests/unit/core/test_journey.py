@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
+import pytest
 
-from engine.core.journey import ExposureTable
+from engine.core.journey import Exposure, ExposureTable
 from engine.core.matcher import Matcher
 from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType, SourcePosition, Stream
 from engine.core.processor import Outcome, Protection, RecordProcessor
-from engine.core.records import Alert, Sighting
+from engine.core.records import Alert, RecordError, Sighting
 from engine.core.suppression import SuppressionTable
 from engine.core.timestamps import format_rfc3339
 from engine.devtools.schemas import validate
@@ -295,6 +297,53 @@ def test_exposure_table_is_order_independent_and_expires() -> None:
     assert forward.expire(NOW + WINDOW_MS - 5_000) == 1
     assert forward.expire(NOW + WINDOW_MS - 4_999) == 0
     assert not forward
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"stream": "calls"},
+        {"subscriber_id": None},
+        {
+            "retro": True,
+            "hunt": {"id": "h", "since": "2026-11-28T00:00:00Z", "until": "2026-11-29T00:00:00Z"},
+        },
+        {"matches": []},
+        {"event": {"deep": [[[{"a": "b" * 5000}]]], "n": 1e300}},  # the bulky copy, skipped
+        {"journey": None, "suppressed": None},
+    ],
+)
+def test_an_exposure_read_from_the_alerts_wire_form_is_the_one_of_the_alert(
+    fields: dict[str, Any],
+) -> None:
+    a = alert("a", NOW - 10_000, **fields)
+    assert Exposure.from_alert_json(a.to_json(), WINDOW_MS) == Exposure.of(a, WINDOW_MS)
+    table = ExposureTable(WINDOW_MS)
+    assert table.add_json(a.to_json(), NOW) == ExposureTable(WINDOW_MS).add(a, NOW)
+    for b in (replace(a, event_ts=None), replace(a, event_ts="not a time")):
+        assert Exposure.from_alert_json(b.to_json(), WINDOW_MS) is Exposure.of(b, WINDOW_MS)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[]",
+        b'{"stream":"web"}',
+        b'{"stream":"web","partner_id":1,"alert_id":"a","rule":"r"}',
+    ],
+)
+def test_a_record_that_is_no_alert_is_a_record_error(raw: bytes) -> None:
+    with pytest.raises(RecordError):
+        Exposure.from_alert_json(raw, WINDOW_MS)
+
+
+def test_an_alert_whose_indicator_is_malformed_is_a_record_error() -> None:
+    doc = orjson.loads(alert("a", NOW).to_json())
+    doc["matches"][0]["indicator"]["confidence"] = "high"
+    with pytest.raises(RecordError):
+        Exposure.from_alert_json(orjson.dumps(doc), WINDOW_MS)
 
 
 def test_suppression_table_forgets_quiet_keys() -> None:

@@ -25,6 +25,7 @@ import itertools
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -465,10 +466,15 @@ class Run:
         self.killed_counts.append(max(last, float(done)))
 
     def leave(self, w: WorkerProcess) -> None:
-        """SIGTERM ``w`` (it commits and leaves the group) and keep its count."""
+        """SIGTERM ``w`` (it commits and leaves the group) and keep its count: the one it
+        logs as it stops (it goes on handling records after the last scrape)."""
         self._scrape()
         assert w.stop(signal.SIGTERM) == 0, w.log_tail()
-        self.killed_counts.append(self._last.pop(id(w), 0.0))
+        final = re.search(r"worker stopped: (\d+) input records processed", w.log_tail(200))
+        assert final is not None, f"no final count in the log of the worker:\n{w.log_tail()}"
+        last = self._last.pop(id(w), 0.0)
+        assert int(final[1]) >= last, (final[0], last)
+        self.killed_counts.append(float(final[1]))
         self.workers.remove(w)
 
     def _assert_alive(self) -> None:

@@ -98,6 +98,55 @@ def _add_indicator(store: RedisStore) -> int:
     return store.version()
 
 
+def _hunting_slowly(
+    topics: Topics,
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tmp_path: Path,
+) -> tuple[WorkerProcess, set[str], int]:
+    """400 earlier calls (every other one to the number), a worker hunting at 25 events/s
+    (16 s for the 400, so what the test does next comes mid-hunt) once the number was
+    added: the worker, the ids of the calls to the number and the version that added it."""
+    store = RedisStore.from_url(redis_url, prefix=key_prefix)
+    before, scam_before = _calls(0, 400)
+    asyncio.run(produce(kafka_bootstrap, topics.calls, before))
+    first = _worker(topics, key_prefix, tmp_path / "first", rate=25).start()
+    try:
+        first.wait_assigned(90)
+        _processed(first, len(before))
+        _wait(lambda: len(_ledger(redis_client, key_prefix, topics)) == 2 * PARTITIONS, "ledger")
+        version = _add_indicator(store)
+        first.wait_metric(lambda m: m.total("scamwatch_hunt_events_total") >= 20, 60)
+    except BaseException:
+        first.kill()
+        raise
+    return first, scam_before, version
+
+
+def _wait_hunted_through(
+    client: redis.Redis, prefix: str, topics: Topics, version: int, timeout: float
+) -> None:
+    _wait(
+        lambda: all(
+            v == version for k, v in _ledger(client, prefix, topics).items() if topics.calls in k
+        ),
+        "every calls partition hunted through the new version",
+        timeout,
+    )
+
+
+def _assert_each_call_hunted_with_one_id(records: list[Read], scam_before: set[str]) -> None:
+    ids: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        doc = r.json()
+        assert doc["retro"] is True
+        ids[str(doc["event_id"])].add(str(doc["alert_id"]))
+    assert set(ids) == scam_before  # every call to the number hunted at least once
+    assert all(len(v) == 1 for v in ids.values())  # a repeat has the same id
+
+
 def _alerts(bootstrap: str, topic: str, enough: int) -> list[Read]:
     return asyncio.run(read_topic(bootstrap, topic, until=lambda r: len(r) >= enough, within=90))
 
@@ -175,18 +224,11 @@ def test_worker_restarted_mid_hunt_the_next_one_hunts_what_was_left(
     key_prefix: str,
     tmp_path: Path,
 ) -> None:
-    store = RedisStore.from_url(redis_url, prefix=key_prefix)
-    before, scam_before = _calls(0, 400)
-    asyncio.run(produce(kafka_bootstrap, topics.calls, before))
-    # 25 events/s: 16 s for the 400 calls, so the stop comes mid-hunt
-    first = _worker(topics, key_prefix, tmp_path / "first", rate=25).start()
+    first, scam_before, version = _hunting_slowly(
+        topics, kafka_bootstrap, redis_url, redis_client, key_prefix, tmp_path
+    )
     second: WorkerProcess | None = None
     try:
-        first.wait_assigned(90)
-        _processed(first, len(before))
-        _wait(lambda: len(_ledger(redis_client, key_prefix, topics)) == 2 * PARTITIONS, "ledger")
-        version = _add_indicator(store)
-        first.wait_metric(lambda m: m.total("scamwatch_hunt_events_total") >= 20, 60)
         assert first.stop(signal.SIGTERM) == 0, first.log_tail()
         hunted_first = [
             k
@@ -196,15 +238,7 @@ def test_worker_restarted_mid_hunt_the_next_one_hunts_what_was_left(
         assert len(hunted_first) < PARTITIONS  # stopped mid-hunt
 
         second = _worker(topics, key_prefix, tmp_path / "second", rate=100_000).start()
-        _wait(
-            lambda: all(
-                v == version
-                for k, v in _ledger(redis_client, key_prefix, topics).items()
-                if topics.calls in k
-            ),
-            "every calls partition hunted through the new version",
-            90,
-        )
+        _wait_hunted_through(redis_client, key_prefix, topics, version, 90)
         assert second.metrics().total("scamwatch_hunt_events_total", stream="calls") > 0
         records = _alerts(kafka_bootstrap, topics.alerts, len(scam_before))
         # read to the end: repeats of the first worker's partitions come after
@@ -212,13 +246,7 @@ def test_worker_restarted_mid_hunt_the_next_one_hunts_what_was_left(
             read_topic(kafka_bootstrap, topics.alerts, until=lambda r: False, within=8)
         )
         assert len(end) >= len(records)
-        ids: dict[str, set[str]] = defaultdict(set)
-        for r in end:
-            doc = r.json()
-            assert doc["retro"] is True
-            ids[str(doc["event_id"])].add(str(doc["alert_id"]))
-        assert set(ids) == scam_before  # every call to the number hunted at least once
-        assert all(len(v) == 1 for v in ids.values())  # a repeat has the same id
+        _assert_each_call_hunted_with_one_id(end, scam_before)
     finally:
         first.kill()
         if second is not None:
@@ -233,41 +261,20 @@ def test_a_worker_joining_mid_hunt_hunts_the_partitions_it_takes(
     key_prefix: str,
     tmp_path: Path,
 ) -> None:
-    store = RedisStore.from_url(redis_url, prefix=key_prefix)
-    before, scam_before = _calls(0, 400)
-    asyncio.run(produce(kafka_bootstrap, topics.calls, before))
-    first = _worker(topics, key_prefix, tmp_path / "first", rate=25).start()
+    first, scam_before, version = _hunting_slowly(
+        topics, kafka_bootstrap, redis_url, redis_client, key_prefix, tmp_path
+    )
     second: WorkerProcess | None = None
     try:
-        first.wait_assigned(90)
-        _processed(first, len(before))
-        _wait(lambda: len(_ledger(redis_client, key_prefix, topics)) == 2 * PARTITIONS, "ledger")
-        version = _add_indicator(store)
-        first.wait_metric(lambda m: m.total("scamwatch_hunt_events_total") >= 20, 60)
-
         # joins the group mid-hunt: the partitions it is given move, the rest stay
         second = _worker(topics, key_prefix, tmp_path / "second", rate=100_000).start()
         second.wait_assigned(90)
-        _wait(
-            lambda: all(
-                v == version
-                for k, v in _ledger(redis_client, key_prefix, topics).items()
-                if topics.calls in k
-            ),
-            "every calls partition hunted through the new version",
-            120,
-        )
+        _wait_hunted_through(redis_client, key_prefix, topics, version, 120)
         assert second.metrics().total("scamwatch_hunt_events_total", stream="calls") > 0
         records = asyncio.run(
             read_topic(kafka_bootstrap, topics.alerts, until=lambda r: False, within=8)
         )
-        ids: dict[str, set[str]] = defaultdict(set)
-        for r in records:
-            doc = r.json()
-            assert doc["retro"] is True
-            ids[str(doc["event_id"])].add(str(doc["alert_id"]))
-        assert set(ids) == scam_before  # every call to the number hunted at least once
-        assert all(len(v) == 1 for v in ids.values())  # a repeat has the same id
+        _assert_each_call_hunted_with_one_id(records, scam_before)
     finally:
         assert first.stop() == 0, first.log_tail()
         if second is not None:

@@ -40,6 +40,7 @@ from engine.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.store.base import IndicatorStore
 from engine.stream.follower import IndicatorFollower
+from engine.stream.held import held_events, held_topic
 
 log = logging.getLogger(__name__)
 
@@ -230,10 +231,10 @@ def discover_agent(
         on_changelog_event=discoverer.on_changelog_event,
         help="distinct exposed subscribers per sighted number (engine.core.discovery)",
     )
-    topic = app.topic(settings.topics.sightings, acks=True, key_type=bytes, value_type=bytes)
+    topic = held_topic(app, settings.topics.sightings)
 
     async def discover(sightings: Any) -> None:
-        async for event in sightings.noack().events():
+        async for event in held_events(sightings):
             await discoverer.handle(table, event.message)
             event.ack()
 

@@ -61,8 +61,7 @@ INTERNALS: Mapping[str, Internal] = {
     "faust.transport.consumer:Consumer.on_partitions_revoked": Internal(
         "b8a7f59649e10ad4",
         "a revoke drops the partition's committed and read offsets (_committed_offset, "
-        "_read_offset): the ordered acks and input_agent's known hole (faust-streaming#606) "
-        "are written against that",
+        "_read_offset): the ordered acks (faust-streaming#606) are written against that",
     ),
     "faust.transport.consumer:Fetcher": Internal(
         "08fce765c25c5cb6",

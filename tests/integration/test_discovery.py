@@ -281,10 +281,9 @@ def discovered_numbers(stack: Stack, numbers: list[str], within: float) -> dict[
 
 def wait_settled(*workers: WorkerProcess, within: float = 90.0) -> None:
     """Until each worker's Faust recovery finished after its latest assignment ("Worker
-    ready" after the last "Setting newly assigned partitions"). Sightings sent during a
-    rebalance can be skipped as stale *and acked* by Faust's stream (the known hole of
-    faust-streaming 0.15's agents, see engine.stream.app.input_agent): these tests are about
-    the table, so they send once the group has settled."""
+    ready" after the last "Setting newly assigned partitions"). These tests are about the
+    table, so they send once the group has settled (what a rebalance does to the sightings
+    in flight is the scale-out tests' and engine.stream.app.ScamwatchApp's)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         texts = [w.log_path.read_text(errors="replace") if w.log_path else "" for w in workers]

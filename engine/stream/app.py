@@ -560,13 +560,18 @@ def create_app(
 
     app.on_partitions_revoked.connect(on_revoked)
     lag_labels: set[tuple[str, str]] = set()
+    lag_failed: list[str] = []  # the failure already logged (a timer that raises stops Faust)
 
     async def refresh_lag() -> None:
         lag = dispatcher.metrics.consumer_lag
-        current = {
-            (tp.topic, str(tp.partition)): n
-            for tp, n in (await input_lag(app, inputs, dispatcher)).items()
-        }
+        try:
+            got = await input_lag(app, inputs, dispatcher)
+        except Exception as exc:
+            if repr(exc) not in lag_failed:
+                lag_failed.append(repr(exc))
+                log.warning("scamwatch_consumer_lag not refreshed: %r", exc, exc_info=True)
+            return
+        current = {(tp.topic, str(tp.partition)): n for tp, n in got.items()}
         for labels in lag_labels - current.keys():  # revoked: no stale series
             dispatcher.metrics.drop_lag(*labels)
         for labels, n in current.items():
@@ -591,9 +596,16 @@ async def input_lag(app: faust.App, topics: set[str], dispatcher: Dispatcher) ->
         return {}
     lag: dict[Any, int] = {}
     for tp in assignment:
-        highwater = consumer.highwater(tp) if tp.topic in topics else None
+        if tp.topic not in topics:
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except AssertionError:
+            # revoked since assignment() was read: the consumer's thread rebalances on its
+            # own (aiokafka asserts the partition is still assigned), so skip it this time
+            continue
         if highwater is None:
-            continue  # not an input, or nothing fetched from it yet
+            continue  # nothing fetched from it yet
         last = dispatcher.last_handled(tp.topic, tp.partition)
         if last is not None:
             upcoming = last + 1

@@ -298,6 +298,11 @@ class WorkerSettings(_Group):
     session_timeout_seconds: float = Field(default=30.0, ge=6, le=300)
     # how long the producer waits to fill a batch of alerts/dead-letters
     producer_linger_seconds: float = Field(default=0.005, ge=0, le=1)
+    # how much a fetch of the input topics (inline path) and of the exposures' alerts asks
+    # the broker to gather before it answers, and the longest it may wait for it: with
+    # Kafka's 1 byte, a worker fed live asks again and again for a few records each time
+    fetch_min_bytes: int = Field(default=65_536, ge=1, le=52_428_800)
+    fetch_max_wait_seconds: float = Field(default=0.02, gt=0, le=1.5)
     # freeze the built matcher out of the garbage collector's walks after each swap (off
     # only to measure the pauses it removes: benchmarks/bench_pipeline.py's before/after)
     gc_freeze: bool = True
@@ -307,6 +312,11 @@ class WorkerSettings(_Group):
     # the most retained events per second an automatic hunt reads (a token bucket): it runs
     # on the worker's event loop, so each event it reads is CPU the live path does not get
     retrohunt_rate: int = Field(default=1_000, ge=1)
+
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        """``fetch_max_wait_seconds`` as Kafka clients take it."""
+        return max(1, round(self.fetch_max_wait_seconds * 1000))
 
     @field_validator("data_path", mode="before")
     @classmethod

@@ -38,9 +38,11 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiokafka
 import faust
 from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as faust_kafka
@@ -323,6 +325,54 @@ class Dispatcher:
             unparsed.inc()
 
 
+@dataclass(frozen=True, slots=True)
+class FetchTuning:
+    """What a fetch asks the broker to gather before answering (``fetch.min.bytes``), and the
+    longest it may wait for it (``fetch.max.wait.ms``)."""
+
+    min_bytes: int
+    max_wait_ms: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> FetchTuning:
+        return cls(settings.worker.fetch_min_bytes, settings.worker.fetch_max_wait_ms)
+
+
+def tune_fetch(consumer: aiokafka.AIOKafkaConsumer, fetch: FetchTuning) -> None:
+    """Set the fetch tuning of an aiokafka consumer built but not started, where its
+    constructor keeps what ``fetch_min_bytes=``/``fetch_max_wait_ms=`` give it (``start()``
+    builds its fetcher from them). Faust builds the consumer with Kafka's 1 byte (answer at
+    once) and passes no such argument, so this is the only way in; a consumer already
+    fetching, or one that keeps them elsewhere, is refused rather than left untuned."""
+    state = vars(consumer)
+    if state.get("_fetcher") is not None:
+        raise RuntimeError("tune_fetch: the consumer is already started")
+    for name, value in (
+        ("_fetch_min_bytes", fetch.min_bytes),
+        ("_fetch_max_wait_ms", fetch.max_wait_ms),
+    ):
+        if name not in state:
+            raise RuntimeError(f"tune_fetch: aiokafka's consumer keeps no {name}")
+        setattr(consumer, name, value)
+
+
+class InlineConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, its aiokafka consumer tuned by the app's :class:`FetchTuning`.
+
+    Measured with bench_pipeline's inputs offered live at 2,700 events/s (stateful side off):
+    Faust's consumer (1 byte, up to 1.5 s) had the broker answer each fetch at once with the
+    few records that had arrived, and this thread alone used ~0.23 cores refetching; the
+    worker used ~280 µs of CPU per record against ~150 µs on pre-filled topics. With 64 KiB
+    or 20 ms, ~195 µs."""
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer: aiokafka.AIOKafkaConsumer = super()._create_worker_consumer(transport)
+        fetch = getattr(self.consumer.app, "fetch", None)
+        if fetch is not None:
+            tune_fetch(consumer, fetch)
+        return consumer
+
+
 class InlineConsumer(faust_kafka.Consumer):
     """Faust's aiokafka consumer with its own delivery loop.
 
@@ -340,6 +390,9 @@ class InlineConsumer(faust_kafka.Consumer):
     Fetcher's task, so a record being handled is left unacked and read again after the
     restart.
     """
+
+    def _new_consumer_thread(self) -> InlineConsumerThread:
+        return InlineConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - via Kafka
         callback = self.callback
@@ -422,7 +475,10 @@ class ScamwatchApp(faust.App):
 
 
 class WorkerApp(ScamwatchApp):
-    """A Faust app whose consumer is an :class:`InlineConsumer` (the rest is Faust's)."""
+    """A Faust app whose consumer is an :class:`InlineConsumer` (the rest is Faust's), its
+    fetches tuned by ``fetch`` (None: as Faust makes them)."""
+
+    fetch: FetchTuning | None = None
 
     def _new_transport(self) -> Any:
         return InlineTransport(self.conf.broker_consumer, self)
@@ -486,7 +542,7 @@ def create_app(
     deserializer logs and drops what it cannot decode), through :class:`InlineTopic` on the
     ``inline`` data path, through :func:`input_agent` on the ``agents`` path."""
     app_class = WorkerApp if data_path == "inline" else ScamwatchApp
-    app = app_class(
+    app: faust.App = app_class(
         settings.worker.app_id,
         broker=settings.kafka.broker_urls,
         broker_credentials=settings.kafka.faust_credentials(),
@@ -513,6 +569,8 @@ def create_app(
         broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_seconds / 4),
         consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
+    if isinstance(app, WorkerApp):
+        app.fetch = FetchTuning.of(settings)
 
     for stream, name in ((Stream.CALLS, settings.topics.calls), (Stream.WEB, settings.topics.web)):
         if data_path == "inline":

@@ -54,6 +54,9 @@ class ExposureReader:
             auto_offset_reset="earliest",
             client_id="scamwatch-exposures",
             metadata_max_age_ms=METADATA_MAX_AGE_MS,  # a topic created later is seen soon
+            # gathered by the broker (each alert answered at once costs the event loop a fetch)
+            fetch_min_bytes=self._settings.worker.fetch_min_bytes,
+            fetch_max_wait_ms=self._settings.worker.fetch_max_wait_ms,
             **self._settings.kafka.client_options(),
         )
         await consumer.start()

@@ -3,8 +3,10 @@ were when it was written (a fingerprint of each one's source), and a check again
 installed faust-streaming.
 
 The inline path (:mod:`engine.stream.app`) replaces ``Consumer._drain_messages`` with a copy
-of its own, replaces ``Topic._compile_decode`` and ``Topic.queue``, and reads consumer,
-fetcher (mode ``Service``) and message attributes that are no API; the ordered acks of both
+of its own, replaces ``Topic._compile_decode`` and ``Topic.queue``, reads consumer,
+fetcher (mode ``Service``) and message attributes that are no API, and tunes the fetches of
+the aiokafka consumer Faust builds (``tune_fetch``: two attributes aiokafka keeps from its
+constructor's arguments, which Faust does not pass); the ordered acks of both
 paths rely on how the consumer computes the offset to commit and what a revoke drops. An
 upgrade inside the pin can change any of them without a version bump that says so; then the
 worker must not guess: it runs the ``agents`` path (Faust's public API) and says why.
@@ -39,8 +41,8 @@ class Internal:
     recheck: str  # what to re-check in engine/stream/app.py when it changed
 
 
-# faust-streaming 0.15.3 and its mode-streaming (the inline path was written against them;
-# see pyproject's pins)
+# faust-streaming 0.15.3, its mode-streaming and aiokafka 0.14.0 (the inline path was written
+# against them; see pyproject's pins)
 INTERNALS: Mapping[str, Internal] = {
     "faust.transport.consumer:Consumer._drain_messages": Internal(
         "534d036692b697d3",
@@ -135,6 +137,25 @@ INTERNALS: Mapping[str, Internal] = {
         "3b6daa7a6184a8c3",
         "Dispatcher acks with message.ack(consumer) once the outputs are delivered",
     ),
+    "faust.transport.drivers.aiokafka:Consumer._new_consumer_thread": Internal(
+        "935107c5390d82d5",
+        "InlineConsumer._new_consumer_thread makes an InlineConsumerThread the same way",
+    ),
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._create_worker_consumer": Internal(
+        "f65f5b3633975b70",
+        "InlineConsumerThread tunes the aiokafka consumer this builds (built, not started, "
+        "with no fetch_min_bytes argument): see tune_fetch",
+    ),
+    "aiokafka.consumer.consumer:AIOKafkaConsumer.__init__": Internal(
+        "c1f14f0296e50ddc",
+        "tune_fetch sets _fetch_min_bytes and _fetch_max_wait_ms, which this keeps from its "
+        "fetch_min_bytes= and fetch_max_wait_ms= arguments",
+    ),
+    "aiokafka.consumer.consumer:AIOKafkaConsumer.start": Internal(
+        "27ef4ec8db169c4c",
+        "tune_fetch relies on start() building the Fetcher from _fetch_min_bytes and "
+        "_fetch_max_wait_ms",
+    ),
     "faust.app.base:App._new_transport": Internal(
         "fa850ae0e84fc714", "WorkerApp._new_transport replaces it to consume with InlineConsumer"
     ),
@@ -209,14 +230,17 @@ def choose_data_path(wanted: str, source_of: Callable[[str], str] = installed_so
     changed = changed_internals(source_of)
     if not changed:
         return "inline"
+    import aiokafka
     import faust
 
     log.warning(
-        "faust-streaming %s differs from the one the inline data path was written against "
-        "(%d internals changed: %s); running the agents data path (Faust's public API) "
+        "faust-streaming %s (aiokafka %s) differs from the one the inline data path was "
+        "written against (%d internals changed: %s); running the agents data path (Faust's "
+        "public API) "
         "instead. Re-check engine/stream/app.py and update engine/stream/fastpath.py to "
         "use the inline path again",
         faust.__version__,
+        aiokafka.__version__,
         len(changed),
         "; ".join(changed),
     )

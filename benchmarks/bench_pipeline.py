@@ -8,7 +8,9 @@ On topics, consumer groups and a Redis prefix of the run's own (all removed afte
 1. ``--indicators`` synthetic indicators (default 1,000,000: phones, number blocks, domains,
    URLs, keywords) plus the bundled sample feeds, bulk-loaded with ``engine.store.loading``;
 2. ``--events`` events (default 200,000; half calls, half web, ~20 % alerting, ~2 %
-   malformed, from the seeded sample-traffic generator) pre-filled into the input topics;
+   malformed, from the seeded sample-traffic generator) pre-filled into the input topics,
+   each dated when it is written (as live events are: exposures open, journeys and
+   sightings happen, as in the latency runs);
 3. then, one after the other, each on the same pre-filled topics (its own consumer group,
    its own output topics), nothing else of the run running meanwhile:
 
@@ -300,8 +302,11 @@ def latency_templates(
 
 
 def events_for(pool: list[bytes], count: int, tag: str) -> Iterator[tuple[bytes, int]]:
+    """The pool's lines as ``count`` new events, each dated when it is made: the pool's own
+    dates are the generator's (2026-01-01), so their exposures would be long closed and
+    the stateful side would do no journeys or sightings, as it does on live traffic."""
     for i in range(count):
-        line = restamp(pool[i % len(pool)], tag, i // len(pool))
+        line = restamp(pool[i % len(pool)], tag, i // len(pool), int(time.time() * 1000))
         yield line, len(line) + 1
 
 

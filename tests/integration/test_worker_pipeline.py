@@ -107,17 +107,30 @@ def test_every_input_is_an_alert_a_clean_verdict_or_a_dead_letter(stack: Stack) 
     records: list[tuple[str, bytes | None, bytes]] = []  # (topic, key, value)
     matched_ids: set[str] = set()
     bad_keys: dict[bytes, str] = {}  # input key -> expected dead-letter reason
+    # the calls are dated before the scam pages their subscribers see (each web alert below
+    # exposes its subscriber from its ts on): whatever order the worker interleaves the two
+    # topics in, no call is a victim_journey. Dated in the same millisecond, a call handled
+    # after its subscriber's page was one (the exposure covers its own ts)
+    calls_ts = int(time.time() * 1000) - 60_000
     for i in range(200):
         key = f"p1:s{i % 97}".encode()
         if i % 4 == 0:
-            records.append((stack.topics.calls, key, call_event(i, callee="1-800-555-0199")))
+            records.append(
+                (stack.topics.calls, key, call_event(i, callee="1-800-555-0199", ts_ms=calls_ts))
+            )
             matched_ids.add(f"c{i}")
         elif i % 4 == 1:  # withheld caller: processed, not an error
             records.append(
-                (stack.topics.calls, key, call_event(i, callee="+12025550111", caller="anonymous"))
+                (
+                    stack.topics.calls,
+                    key,
+                    call_event(i, callee="+12025550111", caller="anonymous", ts_ms=calls_ts),
+                )
             )
         elif i % 4 == 2:
-            records.append((stack.topics.calls, key, call_event(i, callee="+12025550111")))
+            records.append(
+                (stack.topics.calls, key, call_event(i, callee="+12025550111", ts_ms=calls_ts))
+            )
         else:  # no callee: schema_violation
             bad = f"bad-c{i}".encode()
             value = orjson.dumps(

@@ -253,11 +253,18 @@ class WorkerProcess:
             self.proc.wait(timeout=10)
 
 
-def call_event(i: int, *, callee: str, caller: str = "+12025550100", partner: str = "p1") -> bytes:
+def call_event(
+    i: int,
+    *,
+    callee: str,
+    caller: str = "+12025550100",
+    partner: str = "p1",
+    ts_ms: int | None = None,
+) -> bytes:
     return orjson.dumps(
         {
             "event_id": f"c{i}",
-            "ts": int(time.time() * 1000),
+            "ts": int(time.time() * 1000) if ts_ms is None else ts_ms,
             "partner_id": partner,
             "caller": caller,
             "callee": callee,

@@ -347,13 +347,11 @@ def tune_fetch(consumer: aiokafka.AIOKafkaConsumer, fetch: FetchTuning) -> None:
     state = vars(consumer)
     if state.get("_fetcher") is not None:
         raise RuntimeError("tune_fetch: the consumer is already started")
-    for name, value in (
-        ("_fetch_min_bytes", fetch.min_bytes),
-        ("_fetch_max_wait_ms", fetch.max_wait_ms),
-    ):
-        if name not in state:
-            raise RuntimeError(f"tune_fetch: aiokafka's consumer keeps no {name}")
-        setattr(consumer, name, value)
+    tuned = {"_fetch_min_bytes": fetch.min_bytes, "_fetch_max_wait_ms": fetch.max_wait_ms}
+    missing = [name for name in tuned if name not in state]
+    if missing:  # checked before anything is set: refused whole, never half-tuned
+        raise RuntimeError(f"tune_fetch: aiokafka's consumer keeps no {', '.join(missing)}")
+    state.update(tuned)
 
 
 class InlineConsumerThread(faust_kafka.AIOKafkaConsumerThread):

@@ -147,8 +147,13 @@ class RecordProcessor:
             else:
                 verdict = matcher.match_web(event, now)
             protection = self._protection
+            # a clean event needs nothing more unless it is the call of an exposed subscriber
+            # (a journey's sighting): most are not, and are told so by one dict lookup
             if not verdict.matches and (
-                protection is None or not protection.exposures or not isinstance(event, CallEvent)
+                protection is None
+                or not isinstance(event, CallEvent)
+                or event.subscriber_id is None
+                or protection.exposures.find(event.partner_id, event.subscriber_id, ts_ms) is None
             ):
                 return Outcome(stream, "clean", unparsed=verdict.unparsed, latency_s=latency)
             alerts = build_alerts(

@@ -325,6 +325,22 @@ def test_an_exposure_read_from_the_alerts_wire_form_is_the_one_of_the_alert(
         assert Exposure.from_alert_json(b.to_json(), WINDOW_MS) is Exposure.of(b, WINDOW_MS)
 
 
+def test_the_own_alert_read_back_from_the_topic_changes_nothing() -> None:
+    # a worker adds its web alert when it makes it, and reads it again from ``alerts``
+    table = ExposureTable(WINDOW_MS)
+    a = alert("a", NOW - 10_000)
+    held = table.add(a, NOW)
+    assert held is not None
+    assert table.add_json(a.to_json(), NOW) is held  # what was held, not made again
+    assert table.find("p1", "s1", NOW) is held
+    # expired meanwhile: as an expired alert read for the first time, it exposes nobody
+    assert table.add_json(a.to_json(), held.expires_at_ms + 1) is None
+    # another alert of the subscriber is still read and held when it is the later one
+    later = alert("b", NOW - 5_000)
+    assert table.add_json(later.to_json(), NOW) == Exposure.of(later, WINDOW_MS)
+    assert table.find("p1", "s1", NOW) == Exposure.of(later, WINDOW_MS)
+
+
 @pytest.mark.parametrize(
     "raw",
     [

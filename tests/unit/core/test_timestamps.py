@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.core.events import decode_call, decode_record, event_ts_ms
 from engine.core.feeds import format_timestamp, parse_timestamp
 from engine.core.models import Stream
-from engine.core.timestamps import format_rfc3339, is_epoch_ms, parse_rfc3339
+from engine.core.timestamps import _parse, format_rfc3339, is_epoch_ms, parse_rfc3339
 from engine.errors import DecodeError, FeedError
 
 MIDNIGHT = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -61,6 +65,53 @@ def test_written_as_utc_with_milliseconds_and_upper_case_z() -> None:
     assert format_rfc3339(1_764_000_000_123) == "2025-11-24T16:00:00.123Z"
     for ms in (MIDNIGHT, MIDNIGHT + 999, 946_684_800_000, 4_102_444_800_000 - 1):
         assert parse_rfc3339(format_rfc3339(ms)) == ms
+
+
+# texts of the written form's shape (24 characters, "." at 19, "Z" at 23): real moments
+# with each separator, and digits or anything else where the digits go
+_SHAPED = st.one_of(
+    st.builds(
+        lambda moment, sep: f"{moment:%Y-%m-%d}{sep}{moment:%H:%M:%S}.{moment:%f}"[:23] + "Z",
+        st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31)),
+        st.sampled_from(["T", "t", " "]),
+    ),
+    st.builds(
+        lambda date, sep, time, ms: f"{date}{sep}{time}.{ms}Z",
+        st.one_of(
+            st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", fullmatch=True),
+            st.text(min_size=10, max_size=10),
+        ),
+        st.sampled_from(["T", "t", " ", "x"]),
+        st.one_of(
+            st.from_regex(r"[0-9]{2}:[0-9]{2}:[0-9]{2}", fullmatch=True),
+            st.text(min_size=8, max_size=8),
+        ),
+        st.one_of(
+            st.from_regex(r"[0-9]{3}", fullmatch=True),
+            st.sampled_from(["\u00b2\u00b2\u00b2", "\uff11\uff12\uff13", "12a", "-12", " 12"]),
+        ),
+    ),
+)
+
+
+@given(_SHAPED)
+def test_the_written_form_reads_as_the_whole_parse_reads_it(text: str) -> None:
+    # the cached fast path for the form scamwatch writes: the same milliseconds, or the
+    # same refusal (with the whole text in the message)
+    try:
+        expected: int | str = _parse(text)
+    except ValueError as exc:
+        expected = str(exc)
+    try:
+        got: int | str = parse_rfc3339(text)
+    except ValueError as exc:
+        got = str(exc)
+    assert got == expected
+
+
+@given(st.integers(min_value=946_684_800_000, max_value=4_102_444_800_000 - 1))
+def test_what_is_written_reads_back(ms: int) -> None:
+    assert parse_rfc3339(format_rfc3339(ms)) == ms
 
 
 def test_epoch_ms_window() -> None:

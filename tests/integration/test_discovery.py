@@ -150,6 +150,18 @@ def test_discovered_at_the_threshold_and_not_below(stack: Stack) -> None:
     assert stack.store.get(IndicatorType.PHONE, number) is None
 
 
+def test_a_burst_of_sightings_is_written_to_the_table_without_flush_stalls(stack: Stack) -> None:
+    # every sighting of a new number is a table write, so a changelog record: Faust's
+    # default buffer of 100 had its Conductor flush and warn "producer buffer full" over and
+    # over under such a burst (engine.stream.discover.CHANGELOG_BUFFER_MESSAGES)
+    burst = [sighting(new_number(), "s1", i) for i in range(5000)]
+    send(stack, burst)
+    wait_committed(stack)
+    assert stack.worker.log_path is not None
+    log = stack.worker.log_path.read_text(errors="replace")
+    assert "producer buffer full" not in log, stack.worker.log_tail()
+
+
 def test_an_allowlisted_number_is_never_discovered(stack: Stack) -> None:
     send(stack, [sighting(ALLOWLISTED, f"a{i}", i) for i in range(5)])
     wait_committed(stack)

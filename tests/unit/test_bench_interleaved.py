@@ -1,5 +1,6 @@
-"""The live-updates row of benchmarks/bench_pipeline.py: the worker's rate in the windows with
-changes against the windows without around them (synthetic samples, no worker)."""
+"""The pure parts of benchmarks/bench_pipeline.py (no worker): the live-updates row (the
+worker's rate in the windows with changes against the windows without around them, on
+synthetic samples), the targets it judges, and the population rows' subscribers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import orjson
 import pytest
 
 PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pipeline.py"
@@ -55,3 +57,46 @@ def test_no_difference_reads_as_one(bench: ModuleType) -> None:
 def test_too_short_a_run_says_so(bench: ModuleType) -> None:
     samples, phases, total = run(bench, 9_000, 9_000, windows=1, window=3.0)
     assert bench.interleaved(samples, phases, total, 3.0) is None
+
+
+def test_the_targets_are_judged_on_the_rows_run(bench: ModuleType) -> None:
+    def row(rate: float, **more: object) -> dict[str, object]:
+        return {"steady_per_s": rate, **more}
+
+    paths = {
+        "pass_through": row(1000.0),
+        "inline": row(400.0, latency={"p99_ms": 80.0, "offered_per_s": 200.0}),
+        "processes_2": row(640.0, latency={"p99_ms": 120.0, "offered_per_s": 200.0}),
+        "stateful_off": row(500.0),
+        "stateful_on": row(460.0),
+        "stateful_off_population": row(500.0),
+        "stateful_on_population": row(440.0),
+    }
+    judged = {t["target"]: (t["measured"], t["ok"]) for t in bench.judge(paths)}
+    assert judged == {
+        "inline ≥ 50% of the pass-through": ("40%", False),
+        "inline: p99 ≤ 100 ms at half capacity": ("80 ms at 200/s", True),
+        "--processes 2: p99 ≤ 100 ms at half capacity": ("120 ms at 200/s", False),
+        "stateful side on ≥ 90% of off": ("92%", True),
+        "stateful side on, subscribers drawn from a population, ≥ 90% of off": ("88%", False),
+        "--processes 2 ≥ 1.5× one process": ("1.60×", True),
+    }
+
+
+def test_population_rows_get_subscribers_drawn_from_the_population(bench: ModuleType) -> None:
+    line = b'{"event_id":"e1","ts":1,"partner_id":"p1","subscriber_id":"s1","callee":"+1"}'
+    anonymous = b'{"event_id":"e2","ts":1,"partner_id":"p1","subscriber_id":null}'
+    drawn = bench.Population(1_000_000, seed=1)
+    events = [orjson.loads(v) for v, _ in bench.events_for([line, anonymous], 400, "t", drawn)]
+    subscribers = [e["subscriber_id"] for e in events]
+    assert subscribers[1::2] == [None] * 200  # an event without a subscriber stays so
+    assert all(s.startswith("pop-") for s in subscribers[::2])
+    assert len(set(subscribers[::2])) > 190  # a million to draw from: nearly all distinct
+    assert all(e["ts"] > 1 for e in events)  # dated when made
+
+    # seeded: each run draws the same subscribers; another seed, others
+    def first(seed: int) -> list[str]:
+        population = bench.Population(1_000_000, seed)
+        return [population.draw() for _ in range(5)]
+
+    assert first(1) == first(1) != first(2)

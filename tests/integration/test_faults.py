@@ -40,7 +40,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
@@ -50,7 +49,7 @@ from engine.core.models import Indicator, IndicatorType, Rule, Stream
 from engine.devtools import stack
 from engine.settings import Settings, load_settings
 from engine.store.redis import RedisStore
-from tests.integration.worker_support import Topics, WorkerProcess, group_lag
+from tests.integration.worker_support import OwnRedis, Topics, WorkerProcess, group_lag
 
 pytestmark = pytest.mark.stack
 
@@ -600,44 +599,6 @@ class Run:
         return cost
 
 
-class OwnRedis:
-    """A redis-server of one test on the module's Redis port plus one, persisting every
-    write (append-only file), so a restart brings the indicators back as a real one does."""
-
-    def __init__(self, port: int, data_dir: Path) -> None:
-        self.port = port
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.data_dir)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_timeout=1).ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.1)
-        raise AssertionError("own redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 @pytest.fixture
 def run(cluster: Cluster, tmp_path: Path) -> Iterator[Run]:
     cluster.up()  # a broker a failed test left down comes back
@@ -735,7 +696,7 @@ def test_worker_sigkilled_while_a_broker_is_down(run: Run) -> None:
 
 
 def test_redis_stopped_and_started_mid_stream(run: Run, tmp_path: Path) -> None:
-    own = OwnRedis(int(run.redis_url.rsplit(":", 1)[1].split("/")[0]) + 1, tmp_path / "redis")
+    own = OwnRedis(tmp_path / "redis", int(run.redis_url.rsplit(":", 1)[1].split("/")[0]) + 1)
     own.start()
     try:
         run.redis_url = own.url
@@ -743,7 +704,7 @@ def test_redis_stopped_and_started_mid_stream(run: Run, tmp_path: Path) -> None:
         worker = run.worker("w1")
         worker.wait_metric(lambda m: m["scamwatch_indicator_store_up"] == 1, DEADLINE_S)
         before = _steady(run, worker)
-        own.stop()
+        own.kill()
         worker.wait_metric(lambda m: m["scamwatch_indicator_store_up"] == 0, DEADLINE_S)
         # matching on the snapshot meanwhile, and saying so once
         run.wait_processed(before + 300, "with Redis down")
@@ -764,7 +725,7 @@ def test_redis_stopped_and_started_mid_stream(run: Run, tmp_path: Path) -> None:
         print(f"store up again {resynced:.2f} s after the restart; cost {cost['pause_s']} s")
         assert "indicator store reachable" in worker.log_tail(400)
     finally:
-        own.stop()
+        own.kill()
 
 
 def test_rebalance_second_worker_joins_then_leaves_mid_stream(run: Run) -> None:

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -35,9 +33,8 @@ from engine.store.redis import RedisStore
 from tests.integration.worker_support import (
     Topics,
     WorkerProcess,
-    create_topics,
-    delete_topics,
     group_lag,
+    topics_fixture,
 )
 
 N_RECORDS = 400
@@ -287,12 +284,7 @@ def generate(n: int) -> list[Hostile]:
 # -- the test ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
-    t = Topics(unique_name)
-    asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=PARTITIONS))
-    yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.made))
+topics = topics_fixture(PARTITIONS)
 
 
 async def produce_all(bootstrap: str, topics: Topics, batch: list[Hostile]) -> list[SourcePosition]:

@@ -12,7 +12,6 @@ import asyncio
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,10 +26,9 @@ from tests.integration.worker_support import (
     Topics,
     WorkerProcess,
     call_event,
-    create_topics,
-    delete_topics,
     produce,
     read_topic,
+    topics_fixture,
 )
 
 PARTITIONS = 4
@@ -38,12 +36,7 @@ SCAM_NUMBER = "+18005550199"
 CLEAN_NUMBER = "+12025550111"
 
 
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
-    t = Topics(unique_name)
-    asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=PARTITIONS))
-    yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.made))
+topics = topics_fixture(PARTITIONS)
 
 
 def _calls(start: int, n: int) -> tuple[list[tuple[bytes, bytes]], set[str]]:

@@ -7,7 +7,6 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,22 +18,16 @@ from tests.integration.worker_support import (
     Topics,
     WorkerProcess,
     call_event,
-    create_topics,
-    delete_topics,
     group_lag,
     produce,
     read_topic,
+    topics_fixture,
 )
 
 SCAM_NUMBER = "+18005550199"
 
 
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
-    t = Topics(unique_name)
-    asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=2))
-    yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.made))
+topics = topics_fixture(2)
 
 
 @pytest.fixture

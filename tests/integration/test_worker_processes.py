@@ -9,11 +9,9 @@ import asyncio
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from engine.core.models import Indicator, IndicatorType
@@ -23,23 +21,17 @@ from tests.integration.worker_support import (
     Topics,
     WorkerProcess,
     call_event,
-    create_topics,
-    delete_topics,
     group_lag,
     produce,
     read_topic,
+    topics_fixture,
 )
 
 PARTITIONS = 4
 SCAM_NUMBER = "+18005550199"
 
 
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
-    t = Topics(unique_name)
-    asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=PARTITIONS))
-    yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.made))
+topics = topics_fixture(PARTITIONS)
 
 
 def free_port_pair() -> int:

@@ -24,10 +24,9 @@ from tests.integration.worker_support import (
     Topics,
     WorkerProcess,
     call_event,
-    create_topics,
-    delete_topics,
     produce,
     read_topic,
+    topics_fixture,
     web_event,
 )
 
@@ -105,12 +104,7 @@ def cluster(
         assert not [pid for pid in pids if running(pid)], "a Redis node outlived `stack down`"
 
 
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
-    t = Topics(unique_name)
-    asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=2))
-    yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.made))
+topics = topics_fixture(2)
 
 
 def _outcomes(records: list[Read]) -> set[tuple[str, str]]:

@@ -5,76 +5,24 @@ own on a free loopback port; the shared one is never touched."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from engine.core.models import Indicator, IndicatorType
 from engine.store.redis import RedisStore
 from tests.integration.worker_support import (
     DATA_PATHS,
+    OwnRedis,
     Read,
     Topics,
     WorkerProcess,
     call_event,
-    create_topics,
-    delete_topics,
-    free_port,
     produce,
     read_topic,
+    topics_fixture,
 )
-
-
-class OwnRedis:
-    """A throwaway redis-server on 127.0.0.1 that survives restarts (append-only file)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.data_dir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_timeout=1).ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.1)
-        raise AssertionError("own redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -87,12 +35,7 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         server.kill()
 
 
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
-    t = Topics(unique_name)
-    asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=1))
-    yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.made))
+topics = topics_fixture(1)
 
 
 def alert_ids(records: list[Read]) -> set[str]:

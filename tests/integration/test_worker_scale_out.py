@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,10 @@ from tests.integration.worker_support import (
     Topics,
     WorkerProcess,
     call_event,
-    create_topics,
-    delete_topics,
     group_lag,
     produce,
     read_topic,
+    topics_fixture,
     web_event,
 )
 
@@ -33,12 +31,7 @@ SCAM_NUMBER = "+18005550199"
 SCAM_DOMAIN = "evil-support.example"
 
 
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
-    t = Topics(unique_name)
-    asyncio.run(create_topics(kafka_bootstrap, t.all, partitions=PARTITIONS))
-    yield t
-    asyncio.run(delete_topics(kafka_bootstrap, t.made))
+topics = topics_fixture(PARTITIONS)
 
 
 def batch(

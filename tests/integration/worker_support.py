@@ -11,11 +11,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+import pytest
+import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -86,6 +88,60 @@ async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
         pass  # best effort cleanup
     finally:
         await admin.close()
+
+
+def topics_fixture(partitions: int) -> Callable[..., Iterator[Topics]]:
+    """A test module's ``topics`` fixture (``topics = topics_fixture(N)``): the test's own
+    topics, created with ``partitions`` partitions, and every topic a worker made for it
+    deleted after it."""
+
+    @pytest.fixture
+    def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[Topics]:
+        made = Topics(unique_name)
+        asyncio.run(create_topics(kafka_bootstrap, made.all, partitions=partitions))
+        yield made
+        asyncio.run(delete_topics(kafka_bootstrap, made.made))
+
+    return topics
+
+
+class OwnRedis:
+    """A throwaway redis-server of one test on 127.0.0.1 (``port``, else a free one) that
+    persists every write (append-only file, fsync always), so a restart brings the
+    indicators back as a real one does."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.port = free_port() if port is None else port
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.data_dir)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, socket_timeout=1).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise AssertionError("own redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 async def produce(

@@ -100,11 +100,6 @@ class Exposure:
     def covers(self, at_ms: int) -> bool:
         return self.exposed_at_ms <= at_ms <= self.expires_at_ms
 
-    def rank(self) -> tuple[int, str]:
-        """The latest exposure wins (between equal times the greatest alert id), so the
-        order in which alerts arrive never changes which one a worker holds."""
-        return (self.exposed_at_ms, self.alert_id)
-
 
 class _MatchHead(msgspec.Struct):
     indicator: dict[str, Any]
@@ -135,14 +130,26 @@ def alert_head(raw: bytes) -> _AlertHead:
         raise RecordError(f"alert: {exc}") from None
 
 
+# the latest exposures a subscriber keeps (pages seen within the window, one per moment)
+MAX_EXPOSURES_PER_SUBSCRIBER = 8
+
+
 class ExposureTable:
-    """The open exposures, one per subscriber (the latest), dropped once expired."""
+    """The open exposures, by subscriber: the latest ones (up to
+    :data:`MAX_EXPOSURES_PER_SUBSCRIBER`, one per moment), dropped once expired.
+
+    A call is matched to the latest page its subscriber saw at or before the call's ``ts``,
+    so a call handled after a later page of its subscriber (the calls behind the pages in
+    another worker or partition, as consumer lag makes them) still finds the page it
+    followed: holding only the latest exposure, such a call found none."""
 
     def __init__(self, window_ms: int) -> None:
         self.window_ms = window_ms
-        self._open: dict[tuple[str, str], Exposure] = {}
+        # per subscriber, oldest first: exposed_at_ms strictly increasing
+        self._open: dict[tuple[str, str], list[Exposure]] = {}
 
     def __len__(self) -> int:
+        """The subscribers with an open exposure."""
         return len(self._open)
 
     def __bool__(self) -> bool:
@@ -159,31 +166,56 @@ class ExposureTable:
         changes nothing, and is not made into an exposure again."""
         head = alert_head(raw)
         if head.subscriber_id is not None:
-            held = self._open.get((head.partner_id, head.subscriber_id))
-            if held is not None and held.alert_id == head.alert_id:
-                return None if held.expires_at_ms < now_ms else held
+            for held in self._open.get((head.partner_id, head.subscriber_id), ()):
+                if held.alert_id == head.alert_id:
+                    return None if held.expires_at_ms < now_ms else held
         return self.hold(Exposure.of_head(head, self.window_ms), now_ms)
 
     def hold(self, exposure: Exposure | None, now_ms: int) -> Exposure | None:
+        """Keep ``exposure`` (None when it is None or expired at ``now_ms``). Of two of one
+        moment the greater alert id is kept, and past the limit the oldest goes: the same
+        alerts in any order leave the same exposures."""
         if exposure is None or exposure.expires_at_ms < now_ms:
             return None
         key = (exposure.partner_id, exposure.subscriber_id)
         held = self._open.get(key)
-        if held is None or exposure.rank() > held.rank():
-            self._open[key] = exposure
+        if held is None:
+            self._open[key] = [exposure]
+            return exposure
+        at = exposure.exposed_at_ms
+        i = len(held)
+        while i and held[i - 1].exposed_at_ms > at:
+            i -= 1
+        if i and held[i - 1].exposed_at_ms == at:
+            if exposure.alert_id > held[i - 1].alert_id:
+                held[i - 1] = exposure
+            return exposure
+        held.insert(i, exposure)
+        if len(held) > MAX_EXPOSURES_PER_SUBSCRIBER:
+            del held[0]
         return exposure
 
     def find(self, partner_id: str, subscriber_id: str, at_ms: int) -> Exposure | None:
-        """The exposure of the subscriber that covers ``at_ms`` (the call's ts), if any."""
-        exposure = self._open.get((partner_id, subscriber_id))
-        if exposure is None or not exposure.covers(at_ms):
+        """The exposure of the subscriber that covers ``at_ms`` (the call's ts): the latest
+        at or before it, if that one is still open then."""
+        held = self._open.get((partner_id, subscriber_id))
+        if held is None:
             return None
-        return exposure
+        for exposure in reversed(held):
+            if exposure.exposed_at_ms <= at_ms:
+                return exposure if at_ms <= exposure.expires_at_ms else None
+        return None
 
     def expire(self, now_ms: int) -> int:
-        """Drop the exposures expired at ``now_ms``; the number still open."""
-        for key in [k for k, e in self._open.items() if e.expires_at_ms < now_ms]:
-            del self._open[key]
+        """Drop the exposures expired at ``now_ms``; the subscribers still exposed."""
+        for key, held in list(self._open.items()):
+            if held[0].expires_at_ms >= now_ms:
+                continue  # oldest first, one window: the rest expire later
+            kept = [e for e in held if e.expires_at_ms >= now_ms]
+            if kept:
+                self._open[key] = kept
+            else:
+                del self._open[key]
         return len(self._open)
 
 

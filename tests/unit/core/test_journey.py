@@ -7,8 +7,10 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from engine.core.journey import Exposure, ExposureTable
+from engine.core.journey import MAX_EXPOSURES_PER_SUBSCRIBER, Exposure, ExposureTable
 from engine.core.matcher import Matcher
 from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType, SourcePosition, Stream
 from engine.core.processor import Outcome, Protection, RecordProcessor
@@ -297,6 +299,79 @@ def test_exposure_table_is_order_independent_and_expires() -> None:
     assert forward.expire(NOW + WINDOW_MS - 5_000) == 1
     assert forward.expire(NOW + WINDOW_MS - 4_999) == 0
     assert not forward
+
+
+def test_a_call_handled_after_a_later_page_finds_the_page_it_followed() -> None:
+    # the calls behind the pages (consumer lag): the subscriber saw a page at -10 s, called
+    # at -7 s, saw another page at -5 s; the call is handled after both pages
+    table = ExposureTable(WINDOW_MS)
+    first, second = alert("a", NOW - 10_000), alert("b", NOW - 5_000)
+    table.add(first, NOW)
+    table.add(second, NOW)
+    found = table.find("p1", "s1", NOW - 7_000)
+    assert found is not None and found.alert_id == "a"
+    latest = table.find("p1", "s1", NOW)
+    assert latest is not None and latest.alert_id == "b"
+    assert table.find("p1", "s1", NOW - 11_000) is None  # before any page
+    assert len(table) == 1  # one subscriber exposed
+    # the first page's window is over: a call then is covered by the second page's
+    after_first = NOW - 10_000 + WINDOW_MS + 1
+    found = table.find("p1", "s1", after_first)
+    assert found is not None and found.alert_id == "b"
+    assert table.expire(after_first) == 1
+    assert table.find("p1", "s1", NOW - 7_000) is None  # the first page is gone
+
+
+def test_a_subscriber_keeps_its_latest_pages() -> None:
+    table = ExposureTable(WINDOW_MS)
+    pages = [alert(f"a{i:02d}", NOW - 60_000 + i * 1_000) for i in range(20)]
+    for page in pages:
+        table.add(page, NOW)
+    kept = pages[-MAX_EXPOSURES_PER_SUBSCRIBER:]
+    for page in kept:
+        found = table.find("p1", "s1", NOW - 60_000 + int(page.alert_id[1:]) * 1_000)
+        assert found is not None and found.alert_id == page.alert_id
+    assert table.find("p1", "s1", NOW - 60_000 + 3_000) is None  # dropped: the oldest
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.sampled_from("abcdef"), st.sampled_from(["s1", "s2"])),
+        max_size=30,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_the_exposures_held_do_not_depend_on_the_order_of_the_alerts(
+    pages: list[tuple[int, str, str]], rng: Any
+) -> None:
+    alerts = [
+        alert(f"{name}{at}", NOW - 40_000 + at * 1_000, subscriber_id=sub)
+        for at, name, sub in pages
+    ]
+    shuffled = list(alerts)
+    rng.shuffle(shuffled)
+    one, two = ExposureTable(WINDOW_MS), ExposureTable(WINDOW_MS)
+    for a in alerts:
+        one.add(a, NOW)
+    for a in shuffled:
+        two.add(a, NOW)
+    for sub in ("s1", "s2"):
+        for at in range(-1, 42):
+            t = NOW - 40_000 + at * 1_000
+            assert one.find("p1", sub, t) == two.find("p1", sub, t)
+    # and each answer is the latest page at or before the call among the latest kept
+    for sub in ("s1", "s2"):
+        mine = sorted({(at, name) for at, name, s in pages if s == sub})
+        latest: dict[int, str] = {}
+        for at, name in mine:  # one page per moment: the greatest alert id
+            latest[at] = max(latest.get(at, ""), f"{name}{at}")
+        moments = sorted(latest)[-MAX_EXPOSURES_PER_SUBSCRIBER:]
+        for at in range(-1, 42):
+            # (kept: the latest moments, so no page dropped is later than one kept)
+            before = [m for m in moments if m <= at]
+            found = one.find("p1", sub, NOW - 40_000 + at * 1_000)
+            assert (found.alert_id if found else None) == (latest[before[-1]] if before else None)
 
 
 @pytest.mark.parametrize(

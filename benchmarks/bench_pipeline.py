@@ -96,6 +96,8 @@ from rich.table import Table
 
 from engine.core.events import event_ts_ms
 from engine.core.models import Indicator, IndicatorType, Severity
+from engine.core.records import Alert
+from engine.core.timestamps import format_rfc3339
 from engine.devtools.demo import WorkerProcess, start_worker, wait_worker_ready
 from engine.devtools.samples import load_sample_feeds
 from engine.devtools.scrape import scrape_metrics
@@ -357,6 +359,64 @@ def events_for(
         yield line, len(line) + 1
 
 
+def exposing_alerts(pools: Sequence[list[bytes]], ts_ms: int) -> Iterator[tuple[bytes, int]]:
+    """One web alert (alert.v1, dated ``ts_ms``) for each subscriber of the pools' events:
+    written to a stateful row's ``alerts`` before its worker starts, so the worker's exposure
+    reader finds every subscriber exposed before it reads an input. Without them, which calls
+    were an exposed subscriber's depended on the order in which the worker happened to read
+    the pre-filled calls and web (in chunks of either): rows of one configuration made
+    0.04-0.34 sightings per event (2026-12-03). With them, every row does the same worst
+    case: each call of the pool to an unknown number a sighting, to a scam one a journey."""
+    when = format_rfc3339(ts_ms)
+    seen: set[tuple[str, str]] = set()
+    for pool in pools:
+        for line in pool:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                record = orjson.loads(line)
+                if not isinstance(record, dict):
+                    continue
+                who = (record.get("partner_id"), record.get("subscriber_id"))
+                if not all(isinstance(x, str) for x in who) or who in seen:
+                    continue
+                seen.add(who)  # type: ignore[arg-type]
+                partner, subscriber = who
+                indicator = {
+                    "type": "domain",
+                    "value": "bench-exposure.example",
+                    "sources": ["bench"],
+                    "severity": "high",
+                    "confidence": 80,
+                    "tags": [],
+                    "valid_until": None,
+                }
+                alert = Alert.from_dict(
+                    {
+                        "alert_id": f"bench-exposure-{partner}-{subscriber}",
+                        "ts": when,
+                        "event_ts": when,
+                        "stream": "web",
+                        "rule": "host_scam_domain",
+                        "severity": "high",
+                        "partner_id": partner,
+                        "subscriber_id": subscriber,
+                        "event_id": f"bench-exposure-{len(seen)}",
+                        "matches": [
+                            {
+                                "field": "host",
+                                "observed": indicator["value"],
+                                "normalized": indicator["value"],
+                                "indicator": indicator,
+                            }
+                        ],
+                        "event": {},
+                        "source": {"topic": "bench", "partition": 0, "offset": len(seen)},
+                        "engine": {"version": "bench", "indicator_version": 0},
+                    }
+                )
+                value = alert.to_json()
+                yield value, len(value) + 1
+
+
 class Population:
     """Subscriber ids drawn uniformly from ``size`` (seeded)."""
 
@@ -396,6 +456,31 @@ async def prefill(
             ),
         )
         return count / (time.monotonic() - started)
+    finally:
+        await producer.stop()
+
+
+async def pre_expose(
+    settings: Settings,
+    topics: dict[str, str],
+    paths: Sequence[PathSpec],
+    calls: list[bytes],
+    web: list[bytes],
+    ts_ms: int,
+) -> None:
+    """Every pool subscriber exposed in the ``alerts`` of each worker row on the pool's
+    inputs (:func:`exposing_alerts`; the population rows' subscribers are others)."""
+    producer = await make_producer(settings.kafka)
+    try:
+        for spec in paths:
+            if spec is PASS_THROUGH or spec.inputs != "pool":
+                continue
+            await replay_lines(
+                exposing_alerts([calls, web], ts_ms),
+                topic=topics[f"alerts-{spec.key}"],
+                kafka=settings.kafka,
+                producer=producer,
+            )
     finally:
         await producer.stop()
 
@@ -1446,7 +1531,9 @@ def main() -> int:
         asyncio.run(
             ensure_topics(settings.kafka, list(topics.values()), partitions=args.partitions)
         )
+        exposed_at = int(time.time() * 1000) - 60_000  # before every event, within the window
         results["prefill_per_s"] = asyncio.run(prefill(settings, topics, calls, web, args.events))
+        asyncio.run(pre_expose(settings, topics, args.paths, calls, web, exposed_at))
         console.print(f"   {results['prefill_per_s']:,.0f} events/s produced")
         if population:
             console.print(

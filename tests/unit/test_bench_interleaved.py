@@ -12,6 +12,8 @@ from types import ModuleType
 import orjson
 import pytest
 
+from engine.devtools.schemas import validate
+
 PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pipeline.py"
 
 
@@ -100,3 +102,25 @@ def test_population_rows_get_subscribers_drawn_from_the_population(bench: Module
         return [population.draw() for _ in range(5)]
 
     assert first(1) == first(1) != first(2)
+
+
+def test_stateful_rows_start_with_every_pool_subscriber_exposed(bench: ModuleType) -> None:
+    from engine.core.journey import ExposureTable
+
+    pool = [
+        b'{"event_id":"e1","partner_id":"p1","subscriber_id":"s1"}',
+        b'{"event_id":"e2","partner_id":"p1","subscriber_id":"s1"}',  # the same one again
+        b'{"event_id":"e3","partner_id":"p2","subscriber_id":"s1"}',  # another partner's
+        b'{"event_id":"e4","partner_id":"p1","subscriber_id":null}',
+        b"not json",
+    ]
+    at = 1_764_000_000_000
+    alerts = [value for value, _ in bench.exposing_alerts([pool], at)]
+    assert len(alerts) == 2
+    table = ExposureTable(1_800_000)
+    for value in alerts:
+        validate("alert.v1", orjson.loads(value))
+        assert table.add_json(value, at) is not None
+    for partner in ("p1", "p2"):
+        found = table.find(partner, "s1", at + 1_000)
+        assert found is not None and found.exposed_at_ms == at

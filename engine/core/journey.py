@@ -130,18 +130,21 @@ def alert_head(raw: bytes) -> _AlertHead:
         raise RecordError(f"alert: {exc}") from None
 
 
-# the latest exposures a subscriber keeps (pages seen within the window, one per moment)
+# the exposures a subscriber keeps (pages seen within the window, one per moment): its
+# first still open and its latest
 MAX_EXPOSURES_PER_SUBSCRIBER = 8
 
 
 class ExposureTable:
-    """The open exposures, by subscriber: the latest ones (up to
-    :data:`MAX_EXPOSURES_PER_SUBSCRIBER`, one per moment), dropped once expired.
+    """The open exposures, by subscriber: its first one still open and its latest (up to
+    :data:`MAX_EXPOSURES_PER_SUBSCRIBER` in all, one per moment), dropped once expired.
 
-    A call is matched to the latest page its subscriber saw at or before the call's ``ts``,
-    so a call handled after a later page of its subscriber (the calls behind the pages in
-    another worker or partition, as consumer lag makes them) still finds the page it
-    followed: holding only the latest exposure, such a call found none."""
+    A call is matched to the latest page held that its subscriber saw at or before the
+    call's ``ts``, so a call handled after later pages of its subscriber (the calls behind
+    the pages in another worker or partition, as consumer lag makes them) still finds the
+    page it followed, or, after more pages than are held, the first one, which covers it
+    too while the pages come less than a window apart: holding only the latest exposure,
+    such a call found none."""
 
     def __init__(self, window_ms: int) -> None:
         self.window_ms = window_ms
@@ -173,8 +176,9 @@ class ExposureTable:
 
     def hold(self, exposure: Exposure | None, now_ms: int) -> Exposure | None:
         """Keep ``exposure`` (None when it is None or expired at ``now_ms``). Of two of one
-        moment the greater alert id is kept, and past the limit the oldest goes: the same
-        alerts in any order leave the same exposures."""
+        moment the greater alert id is kept, and past the limit the second oldest goes (the
+        first and the latest are kept): the same alerts in any order leave the same
+        exposures."""
         if exposure is None or exposure.expires_at_ms < now_ms:
             return None
         key = (exposure.partner_id, exposure.subscriber_id)
@@ -192,7 +196,7 @@ class ExposureTable:
             return exposure
         held.insert(i, exposure)
         if len(held) > MAX_EXPOSURES_PER_SUBSCRIBER:
-            del held[0]
+            del held[1]  # the first and the latest are kept
         return exposure
 
     def find(self, partner_id: str, subscriber_id: str, at_ms: int) -> Exposure | None:

@@ -322,16 +322,19 @@ def test_a_call_handled_after_a_later_page_finds_the_page_it_followed() -> None:
     assert table.find("p1", "s1", NOW - 7_000) is None  # the first page is gone
 
 
-def test_a_subscriber_keeps_its_latest_pages() -> None:
+def test_a_subscriber_keeps_its_first_and_latest_pages() -> None:
     table = ExposureTable(WINDOW_MS)
     pages = [alert(f"a{i:02d}", NOW - 60_000 + i * 1_000) for i in range(20)]
     for page in pages:
         table.add(page, NOW)
-    kept = pages[-MAX_EXPOSURES_PER_SUBSCRIBER:]
+    kept = [pages[0], *pages[-(MAX_EXPOSURES_PER_SUBSCRIBER - 1) :]]
     for page in kept:
         found = table.find("p1", "s1", NOW - 60_000 + int(page.alert_id[1:]) * 1_000)
         assert found is not None and found.alert_id == page.alert_id
-    assert table.find("p1", "s1", NOW - 60_000 + 3_000) is None  # dropped: the oldest
+    # a call after a page no longer held is still a journey, of the first page
+    found = table.find("p1", "s1", NOW - 60_000 + 3_000)
+    assert found is not None and found.alert_id == "a00"
+    assert table.find("p1", "s1", NOW - 61_000) is None  # before any page
 
 
 @settings(max_examples=200, deadline=None)
@@ -366,9 +369,11 @@ def test_the_exposures_held_do_not_depend_on_the_order_of_the_alerts(
         latest: dict[int, str] = {}
         for at, name in mine:  # one page per moment: the greatest alert id
             latest[at] = max(latest.get(at, ""), f"{name}{at}")
-        moments = sorted(latest)[-MAX_EXPOSURES_PER_SUBSCRIBER:]
+        ordered = sorted(latest)
+        moments = ordered[:1] + ordered[1:][-(MAX_EXPOSURES_PER_SUBSCRIBER - 1) :]
         for at in range(-1, 42):
-            # (kept: the latest moments, so no page dropped is later than one kept)
+            # (kept: the first moment and the latest: a call after a page dropped finds
+            # the latest kept before it)
             before = [m for m in moments if m <= at]
             found = one.find("p1", sub, NOW - 40_000 + at * 1_000)
             assert (found.alert_id if found else None) == (latest[before[-1]] if before else None)

@@ -1348,11 +1348,11 @@ def plot(results: dict[str, Any], cdfs: dict[str, list[float]], path: Path) -> N
     import matplotlib.pyplot as plt
 
     paths = results["paths"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    labels = [
-        p["label"].replace(" (", "\n(").replace(", ", ",\n").replace("kafka ", "kafka\n")
-        for p in paths.values()
-    ]
+    # one bar a path, a dozen in a full run: wide enough, labels slanted so none overlaps
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(max(13.0, 6.0 + 0.8 * len(paths)), 6.5), width_ratios=(3, 2)
+    )
+    labels = [p["label"].replace(" (", "\n(", 1) for p in paths.values()]
     values = [p["steady_per_s"] for p in paths.values()]
     bars = left.bar(range(len(values)), values, color="tab:blue")
     for bar, p in zip(bars, paths.values(), strict=True):
@@ -1379,7 +1379,7 @@ def plot(results: dict[str, Any], cdfs: dict[str, list[float]], path: Path) -> N
             linewidth=0.8,
             label=f"target: --processes 2 ≥ {TARGET_SCALE}× inline",
         )
-    left.set_xticks(range(len(values)), labels, fontsize=8)
+    left.set_xticks(range(len(values)), labels, fontsize=7, rotation=35, ha="right")
     left.set_ylabel("sustained events/s (10-90 % of a pre-filled topic)")
     left.set_ylim(0, max(values) * 1.25 if values else 1)
     left.set_title(f"throughput, {results['params']['indicators']:,} indicators")

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_pipeline.py [--quick] [--indicators N] [--events N]
         [--latency-seconds S] [--rate R] [--partitions P] [--paths a,b,...]
+    .venv/bin/python benchmarks/bench_pipeline.py --replot RESULTS.json  # its PNG again
 
 On topics, consumer groups and a Redis prefix of the run's own (all removed afterwards):
 
@@ -1341,6 +1342,12 @@ def _per_change(updates: dict[str, float] | None) -> str:
     )
 
 
+def _latency(path: dict[str, Any], values_ms: list[float], q: float) -> float:
+    """The path's measured quantile (from all its latencies), else one of ``values_ms``."""
+    measured = path.get("latency", {}).get(f"p{round(q * 100)}_ms")
+    return float(measured) if measured is not None else pct(values_ms, q)
+
+
 def plot(results: dict[str, Any], cdfs: dict[str, list[float]], path: Path) -> None:
     import matplotlib
 
@@ -1394,8 +1401,8 @@ def plot(results: dict[str, Any], cdfs: dict[str, list[float]], path: Path) -> N
                 [(i + 1) / n for i in range(n)],
                 where="post",
                 label=(
-                    f"{paths[key]['label']}: p50 {pct(values_ms, 0.5):.0f}, "
-                    f"p99 {pct(values_ms, 0.99):.0f} ms"
+                    f"{paths[key]['label']}: p50 {_latency(paths[key], values_ms, 0.5):.0f}, "
+                    f"p99 {_latency(paths[key], values_ms, 0.99):.0f} ms"
                 ),
             )
     right.axvline(
@@ -1487,7 +1494,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+CDF_POINTS = 1000
+
+
+def cdf_points(values_ms: list[float]) -> list[float]:
+    """At most :data:`CDF_POINTS` of the sorted latencies, evenly spaced by rank (the last
+    one, the maximum, always kept): enough to draw the CDF again."""
+    ordered = sorted(values_ms)
+    if len(ordered) <= CDF_POINTS:
+        return ordered
+    step = (len(ordered) - 1) / (CDF_POINTS - 1)
+    return [ordered[round(i * step)] for i in range(CDF_POINTS)]
+
+
+def replot(path: Path) -> int:
+    """Draw the plot of a results file again (its PNG beside it)."""
+    results = json.loads(path.read_text())
+    cdfs = {k: p.get("latency_cdf_ms", []) for k, p in results["paths"].items()}
+    png = path.with_suffix(".png")
+    plot(results, cdfs, png)
+    console.print(f"plot: {png}")
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--replot":
+        return replot(Path(sys.argv[2]))
     args = parse_args()
     settings = load_settings()
     run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
@@ -1561,6 +1593,8 @@ def main() -> int:
                 got = bench.measure_latency(PASS_THROUGH, None, args.rate)
                 cdfs[PASS_THROUGH.key] = got.pop("latency_ms")
                 passed |= got
+        for key, values_ms in cdfs.items():  # kept, so the plot can be drawn again
+            results["paths"][key]["latency_cdf_ms"] = cdf_points(values_ms)
         results["rate_per_s"] = args.rate
         results["elapsed_s"] = time.monotonic() - began
         load.note()

@@ -124,3 +124,12 @@ def test_stateful_rows_start_with_every_pool_subscriber_exposed(bench: ModuleTyp
     for partner in ("p1", "p2"):
         found = table.find(partner, "s1", at + 1_000)
         assert found is not None and found.exposed_at_ms == at
+
+
+def test_the_latency_cdf_is_kept_in_at_most_a_thousand_points(bench: ModuleType) -> None:
+    values = [float(v) for v in range(5000, 0, -1)]
+    points = bench.cdf_points(values)
+    assert len(points) == bench.CDF_POINTS
+    assert points == sorted(points)
+    assert points[0] == 1.0 and points[-1] == 5000.0  # the minimum and the maximum
+    assert bench.cdf_points([3.0, 1.0, 2.0]) == [1.0, 2.0, 3.0]  # few: all of them

@@ -207,7 +207,7 @@ class ExposureTable:
             return None
         for exposure in reversed(held):
             if exposure.exposed_at_ms <= at_ms:
-                return exposure if at_ms <= exposure.expires_at_ms else None
+                return exposure if exposure.covers(at_ms) else None
         return None
 
     def expire(self, now_ms: int) -> int:

@@ -369,6 +369,15 @@ def exposing_alerts(pools: Sequence[list[bytes]], ts_ms: int) -> Iterator[tuple[
     0.04-0.34 sightings per event (2026-12-03). With them, every row does the same worst
     case: each call of the pool to an unknown number a sighting, to a scam one a journey."""
     when = format_rfc3339(ts_ms)
+    indicator = {
+        "type": "domain",
+        "value": "bench-exposure.example",
+        "sources": ["bench"],
+        "severity": "high",
+        "confidence": 80,
+        "tags": [],
+        "valid_until": None,
+    }
     seen: set[tuple[str, str]] = set()
     for pool in pools:
         for line in pool:
@@ -381,15 +390,6 @@ def exposing_alerts(pools: Sequence[list[bytes]], ts_ms: int) -> Iterator[tuple[
                     continue
                 seen.add(who)  # type: ignore[arg-type]
                 partner, subscriber = who
-                indicator = {
-                    "type": "domain",
-                    "value": "bench-exposure.example",
-                    "sources": ["bench"],
-                    "severity": "high",
-                    "confidence": 80,
-                    "tags": [],
-                    "valid_until": None,
-                }
                 alert = Alert.from_dict(
                     {
                         "alert_id": f"bench-exposure-{partner}-{subscriber}",
@@ -418,6 +418,12 @@ def exposing_alerts(pools: Sequence[list[bytes]], ts_ms: int) -> Iterator[tuple[
                 yield value, len(value) + 1
 
 
+def input_topics(topics: dict[str, str], inputs: str) -> tuple[str, str]:
+    """The calls and web topics of the rows on ``inputs`` (``PathSpec.inputs``)."""
+    suffix = "" if inputs == "pool" else f"-{inputs}"
+    return topics["calls" + suffix], topics["web" + suffix]
+
+
 class Population:
     """Subscriber ids drawn uniformly from ``size`` (seeded)."""
 
@@ -438,20 +444,20 @@ async def prefill(
     population: Population | None = None,
 ) -> float:
     """Pre-fill the input topics (with ``population``: those of the population rows)."""
-    suffix = "" if population is None else "-population"
+    calls_topic, web_topic = input_topics(topics, "pool" if population is None else "population")
     producer = await make_producer(settings.kafka)
     try:
         started = time.monotonic()
         await asyncio.gather(
             replay_lines(
                 events_for(calls, count // 2, "s", population),
-                topic=topics["calls" + suffix],
+                topic=calls_topic,
                 kafka=settings.kafka,
                 producer=producer,
             ),
             replay_lines(
                 events_for(web, count - count // 2, "s", population),
-                topic=topics["web" + suffix],
+                topic=web_topic,
                 kafka=settings.kafka,
                 producer=producer,
             ),
@@ -471,13 +477,14 @@ async def pre_expose(
 ) -> None:
     """Every pool subscriber exposed in the ``alerts`` of each worker row on the pool's
     inputs (:func:`exposing_alerts`; the population rows' subscribers are others)."""
+    alerts = list(exposing_alerts([calls, web], ts_ms))  # the same for every row
     producer = await make_producer(settings.kafka)
     try:
         for spec in paths:
             if spec is PASS_THROUGH or spec.inputs != "pool":
                 continue
             await replay_lines(
-                exposing_alerts([calls, web], ts_ms),
+                alerts,
                 topic=topics[f"alerts-{spec.key}"],
                 kafka=settings.kafka,
                 producer=producer,
@@ -899,13 +906,8 @@ class Bench:
     web: list[bytes]
     load: LoadWatch
 
-    def inputs(self, spec: PathSpec) -> tuple[str, str]:
-        """The spec's input topics: calls, web."""
-        suffix = "" if spec.inputs == "pool" else f"-{spec.inputs}"
-        return self.topics["calls" + suffix], self.topics["web" + suffix]
-
     def input_records(self, spec: PathSpec) -> float:
-        return asyncio.run(records_in(self.settings, list(self.inputs(spec))))
+        return asyncio.run(records_in(self.settings, list(input_topics(self.topics, spec.inputs))))
 
     def start(self, spec: PathSpec, *, ready: bool = True) -> Subject:
         """Start the subject; with ``ready``, return once it consumes (has its partitions)."""
@@ -918,9 +920,10 @@ class Bench:
             if ready:
                 pt.wait_ready(60)
             return pt
+        calls_topic, web_topic = input_topics(self.topics, spec.inputs)
         env = {
-            "SCAMWATCH_TOPIC_CALLS": self.inputs(spec)[0],
-            "SCAMWATCH_TOPIC_WEB": self.inputs(spec)[1],
+            "SCAMWATCH_TOPIC_CALLS": calls_topic,
+            "SCAMWATCH_TOPIC_WEB": web_topic,
             "SCAMWATCH_TOPIC_ALERTS": self.topics[f"alerts-{spec.key}"],
             "SCAMWATCH_TOPIC_DEADLETTER": self.topics[f"deadletter-{spec.key}"],
             "SCAMWATCH_TOPIC_SIGHTINGS": self.topics[f"sightings-{spec.key}"],

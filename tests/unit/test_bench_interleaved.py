@@ -1,6 +1,7 @@
 """The pure parts of benchmarks/bench_pipeline.py (no worker): the live-updates row (the
 worker's rate in the windows with changes against the windows without around them, on
-synthetic samples), the targets it judges, and the population rows' subscribers."""
+synthetic samples), the targets it judges, the population rows' subscribers, the alerts
+that expose the pool's subscribers, and the latency CDF kept in the results."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from types import ModuleType
 import orjson
 import pytest
 
+from engine.core.journey import ExposureTable
 from engine.devtools.schemas import validate
 
 PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pipeline.py"
@@ -105,8 +107,6 @@ def test_population_rows_get_subscribers_drawn_from_the_population(bench: Module
 
 
 def test_stateful_rows_start_with_every_pool_subscriber_exposed(bench: ModuleType) -> None:
-    from engine.core.journey import ExposureTable
-
     pool = [
         b'{"event_id":"e1","partner_id":"p1","subscriber_id":"s1"}',
         b'{"event_id":"e2","partner_id":"p1","subscriber_id":"s1"}',  # the same one again

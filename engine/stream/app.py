@@ -184,6 +184,8 @@ class Dispatcher:
         self._latency: dict[str, Any] = {}
         self._alerts: dict[tuple[str, str], Any] = {}
         self._unparsed: dict[tuple[str, str], Any] = {}
+        self._suppressed: dict[str, Any] = {}
+        self._sightings: dict[str, Any] = {}
 
     @property
     def failed(self) -> bool:
@@ -313,9 +315,15 @@ class Dispatcher:
         if outcome.reason is not None:
             m.deadletters.labels(stream=stream, reason=outcome.reason).inc()
         for rule in outcome.suppressed:
-            m.alerts_suppressed.labels(rule=rule).inc()
+            folded = self._suppressed.get(rule)
+            if folded is None:
+                folded = self._suppressed[rule] = m.alerts_suppressed.labels(rule=rule)
+            folded.inc()
         for kind in outcome.sightings:
-            m.sightings.labels(kind=kind).inc()
+            sighted = self._sightings.get(kind)
+            if sighted is None:
+                sighted = self._sightings[kind] = m.sightings.labels(kind=kind)
+            sighted.inc()
         for field in outcome.unparsed:
             unparsed = self._unparsed.get((stream, field))
             if unparsed is None:

@@ -4,14 +4,16 @@ for it is acknowledged; a failed send never acks and stops the worker."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
+from engine.core.journey import ExposureTable
 from engine.core.matcher import Matcher
 from engine.core.models import Indicator, IndicatorSnapshot, IndicatorType, Stream
-from engine.core.processor import RecordProcessor
+from engine.core.processor import Protection, RecordProcessor
+from engine.core.suppression import SuppressionTable
 from engine.metrics import WorkerMetrics
 from engine.stream.app import Dispatcher, record_handler
 
@@ -92,6 +94,20 @@ def call(callee: str) -> bytes:
             "partner_id": "p",
             "caller": "x",
             "callee": callee,
+        }
+    )
+
+
+def call_of_subscriber(callee: str, ts: int) -> bytes:
+    """A call of subscriber s1 of partner p."""
+    return orjson.dumps(
+        {
+            "event_id": "c",
+            "ts": ts,
+            "partner_id": "p",
+            "caller": "+12025550100",
+            "callee": callee,
+            "subscriber_id": "s1",
         }
     )
 
@@ -323,3 +339,42 @@ async def test_records_behind_a_failed_one_are_never_acked_nor_awaited() -> None
     after = FakeMessage(call("+18005550199"), offset=2)
     await handler(after)  # read while stopping: not handled, not acked, not awaited
     assert after.acks == 0 and after not in app.consumer.unacked and len(app.producer.sent) == 3
+
+
+async def test_sightings_and_suppressed_alerts_are_counted_for_every_record() -> None:
+    # the dispatcher keeps each label's metric child after its first use: the counts must
+    # still grow with every record, per label
+    evil = Indicator(IndicatorType.DOMAIN, "evil.example", sources=("f",))
+    matcher = Matcher.build(replace(SNAPSHOT, indicators=(*SNAPSHOT.indicators, evil)))
+    now = 1_764_000_000_000
+    exposures = ExposureTable(1_800_000)
+    protection = Protection(exposures, "sightings", SuppressionTable(600_000, lambda: now))
+    processor = RecordProcessor(
+        matcher=lambda: matcher,
+        alerts_topic="a",
+        deadletter_topic="d",
+        clock=lambda: now,
+        protection=protection,
+    )
+    metrics = WorkerMetrics()
+    dispatcher = Dispatcher(processor, metrics, on_fatal=lambda exc: None)
+    app = FakeApp()
+    page = {"event_id": "w", "ts": now - 60_000, "partner_id": "p", "subscriber_id": "s1"}
+    page["url"] = "https://support.evil.example/help"
+    await dispatcher.handle(app, Stream.WEB, FakeMessage(orjson.dumps(page), topic="web"))
+    assert len(exposures) == 1  # s1 exposed by the page's alert
+
+    def total(name: str, **labels: str) -> float:
+        value = metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+    for offset in range(3):  # the same scam call three times: the 2nd and 3rd are folded
+        record = call_of_subscriber("1-800-555-0199", now - 1_000)
+        await dispatcher.handle(app, Stream.CALLS, FakeMessage(record, offset=offset))
+    folded = {"rule": "callee_scam_number"}
+    assert total("scamwatch_alerts_suppressed_total", **folded) == 2
+    for offset in range(3, 7):  # an unknown number, four times: four sightings
+        record = call_of_subscriber("1-888-555-0123", now - 1_000)
+        await dispatcher.handle(app, Stream.CALLS, FakeMessage(record, offset=offset))
+    assert total("scamwatch_sightings_total", kind="call") == 4
+    assert sum(1 for topic, _, _ in app.producer.sent if topic == "sightings") == 4

@@ -256,7 +256,7 @@ class RecordProcessor:
             alerts = emitted
         if isinstance(event, WebEvent) and event.subscriber_id is not None:
             for alert in alerts:  # a call right after the page, on this worker, sees it
-                protection.exposures.add(alert, now)
+                protection.exposures.add(alert, now, ts_ms)
         return alerts, sightings, folded
 
     def _encode_alert(self, alert: Alert, raw_size: int) -> bytes:

@@ -450,3 +450,60 @@ def test_suppression_table_forgets_quiet_keys() -> None:
     assert table.offer(alert("a", NOW, subscriber_id="s2")) is not None  # sweeps
     assert len(table) == 1
     assert table.offer(alert("a", NOW)) is not None  # a new window: emitted, nothing carried
+
+
+class WalkingExposureTable(ExposureTable):
+    """The reference: expiry by a walk of every subscriber (how it was done before the
+    due-time heap)."""
+
+    def expire(self, now_ms: int) -> int:
+        for key, held in list(self._open.items()):
+            kept = [e for e in held if e.expires_at_ms >= now_ms]
+            if kept:
+                self._open[key] = kept
+            else:
+                del self._open[key]
+        return len(self._open)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            # a page: subscriber, seconds before NOW it was seen, seconds the reader is late
+            st.tuples(st.just("page"), st.integers(0, 3), st.integers(0, 40), st.integers(0, 9)),
+            # an expiry pass, seconds after NOW - window (the clock may also go back)
+            st.tuples(st.just("expire"), st.integers(0, 45)),
+        ),
+        max_size=60,
+    )
+)
+def test_expiry_visits_only_what_is_due_and_keeps_what_a_walk_would(ops: list[Any]) -> None:
+    window = 30_000  # 30 s: pages 0-40 s old expire within the examples' clocks
+    table, walked = ExposureTable(window), WalkingExposureTable(window)
+    base = NOW - 40_000
+    for n, op in enumerate(ops):
+        if op[0] == "page":
+            _, who, ago, late = op
+            page = alert(f"a{n:03d}", NOW - ago * 1_000, subscriber_id=f"s{who}")
+            clock = NOW - ago * 1_000 + late * 1_000
+            assert (table.add(page, clock) is None) == (walked.add(page, clock) is None)
+        else:
+            clock = base + op[1] * 1_000
+            assert table.expire(clock) == walked.expire(clock)
+        for who in range(4):
+            for at in range(NOW - 45_000, NOW + 5_000, 2_500):
+                assert table.find("p1", f"s{who}", at) == walked.find("p1", f"s{who}", at)
+        assert len(table) == len(walked)
+
+
+def test_the_exposure_a_worker_holds_is_the_one_every_other_worker_reads() -> None:
+    # the processor makes it from the event's ts it decoded, the readers of alerts from the
+    # alert's event_ts: the same exposure either way
+    processor, table = worker(Clock())
+    ts = NOW - 61_234
+    outputs = processor.process(Stream.WEB, web(ts), None, SOURCE).outputs
+    (page,) = [o for o in outputs if o.topic == "alerts"]
+    held = table.find("p1", "s1", ts)
+    assert held is not None and held.exposed_at_ms == ts
+    assert Exposure.from_alert_json(page.value, WINDOW_MS) == held

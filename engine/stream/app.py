@@ -180,12 +180,14 @@ class Dispatcher:
         self._lines: dict[tuple[str, int], deque[_Delivery]] = {}
         # per input partition, the offset of the last record handed to handle() (for the lag)
         self._handled: dict[tuple[str, int], int] = {}
-        self._event_counters: dict[tuple[str, str], Any] = {}
-        self._latency: dict[str, Any] = {}
-        self._alerts: dict[tuple[str, str], Any] = {}
-        self._unparsed: dict[tuple[str, str], Any] = {}
-        self._suppressed: dict[str, Any] = {}
-        self._sightings: dict[str, Any] = {}
+        # label lookups cost microseconds: the hot path keeps the children it has seen
+        self._events = _Children(metrics.events)
+        self._latency = _Children(metrics.latency)
+        self._alerts = _Children(metrics.alerts)
+        self._deadletters = _Children(metrics.deadletters)
+        self._suppressed = _Children(metrics.alerts_suppressed)
+        self._sightings = _Children(metrics.sightings)
+        self._unparsed = _Children(metrics.unparsed)
 
     @property
     def failed(self) -> bool:
@@ -292,45 +294,34 @@ class Dispatcher:
         self.on_fatal(exc)
 
     def _observe(self, outcome: Outcome) -> None:
-        m = self.metrics
         stream = outcome.stream.value
-        # label lookups cost microseconds; the hot path keeps the children it has seen
-        counter = self._event_counters.get((stream, outcome.kind))
-        if counter is None:
-            counter = m.events.labels(stream=stream, outcome=outcome.kind)
-            self._event_counters[(stream, outcome.kind)] = counter
-        counter.inc()
+        self._events[stream, outcome.kind].inc()
         if outcome.latency_s is not None:
-            histogram = self._latency.get(stream)
-            if histogram is None:
-                histogram = self._latency[stream] = m.latency.labels(stream=stream)
-            histogram.observe(outcome.latency_s)
-        for rule, severity in outcome.alerts:
-            alerts = self._alerts.get((rule, severity))
-            if alerts is None:
-                alerts = self._alerts[(rule, severity)] = m.alerts.labels(
-                    rule=rule, severity=severity
-                )
-            alerts.inc()
+            self._latency[stream].observe(outcome.latency_s)
+        for rule_severity in outcome.alerts:
+            self._alerts[rule_severity].inc()
         if outcome.reason is not None:
-            m.deadletters.labels(stream=stream, reason=outcome.reason).inc()
+            self._deadletters[stream, outcome.reason].inc()
         for rule in outcome.suppressed:
-            folded = self._suppressed.get(rule)
-            if folded is None:
-                folded = self._suppressed[rule] = m.alerts_suppressed.labels(rule=rule)
-            folded.inc()
+            self._suppressed[rule].inc()
         for kind in outcome.sightings:
-            sighted = self._sightings.get(kind)
-            if sighted is None:
-                sighted = self._sightings[kind] = m.sightings.labels(kind=kind)
-            sighted.inc()
+            self._sightings[kind].inc()
         for field in outcome.unparsed:
-            unparsed = self._unparsed.get((stream, field))
-            if unparsed is None:
-                unparsed = self._unparsed[(stream, field)] = m.unparsed.labels(
-                    stream=stream, field=field
-                )
-            unparsed.inc()
+            self._unparsed[stream, field].inc()
+
+
+class _Children(dict[Any, Any]):
+    """A metric's children by their label values (a tuple in the metric's label order, or
+    the one value): each made by ``labels()`` on first use, then a dict lookup."""
+
+    def __init__(self, metric: Any) -> None:
+        super().__init__()
+        self._metric = metric
+
+    def __missing__(self, key: Any) -> Any:
+        values = key if isinstance(key, tuple) else (key,)
+        child = self[key] = self._metric.labels(*values)
+        return child
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,30 +86,15 @@ def setup() -> tuple[Dispatcher, FakeApp, list[BaseException], WorkerMetrics]:
     return Dispatcher(processor, metrics, on_fatal=fatal.append), FakeApp(), fatal, metrics
 
 
-def call(callee: str) -> bytes:
-    return orjson.dumps(
-        {
-            "event_id": "e",
-            "ts": 1_764_000_000_000,
-            "partner_id": "p",
-            "caller": "x",
-            "callee": callee,
-        }
-    )
-
-
-def call_of_subscriber(callee: str, ts: int) -> bytes:
-    """A call of subscriber s1 of partner p."""
-    return orjson.dumps(
-        {
-            "event_id": "c",
-            "ts": ts,
-            "partner_id": "p",
-            "caller": "+12025550100",
-            "callee": callee,
-            "subscriber_id": "s1",
-        }
-    )
+def call(callee: str, **fields: Any) -> bytes:
+    record = {
+        "event_id": "e",
+        "ts": 1_764_000_000_000,
+        "partner_id": "p",
+        "caller": "x",
+        "callee": callee,
+    }
+    return orjson.dumps({**record, **fields})
 
 
 async def test_clean_record_is_acked_at_once() -> None:
@@ -369,12 +354,12 @@ async def test_sightings_and_suppressed_alerts_are_counted_for_every_record() ->
         return 0.0 if value is None else value
 
     for offset in range(3):  # the same scam call three times: the 2nd and 3rd are folded
-        record = call_of_subscriber("1-800-555-0199", now - 1_000)
+        record = call("1-800-555-0199", subscriber_id="s1")
         await dispatcher.handle(app, Stream.CALLS, FakeMessage(record, offset=offset))
     folded = {"rule": "callee_scam_number"}
     assert total("scamwatch_alerts_suppressed_total", **folded) == 2
     for offset in range(3, 7):  # an unknown number, four times: four sightings
-        record = call_of_subscriber("1-888-555-0123", now - 1_000)
+        record = call("1-888-555-0123", subscriber_id="s1")
         await dispatcher.handle(app, Stream.CALLS, FakeMessage(record, offset=offset))
     assert total("scamwatch_sightings_total", kind="call") == 4
     assert sum(1 for topic, _, _ in app.producer.sent if topic == "sightings") == 4

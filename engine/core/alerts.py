@@ -18,7 +18,7 @@ from engine.core.models import (
     Stream,
     Verdict,
 )
-from engine.core.records import Alert, EngineStamp, MatchDetail, MatchedIndicator
+from engine.core.records import Alert, EngineStamp, Hunt, MatchDetail, MatchedIndicator
 from engine.core.timestamps import format_rfc3339
 
 # namespace of alert ids: uuid5 over (stream, partner, event, rule, indicator type, value)
@@ -64,10 +64,12 @@ def build_alerts(
     source: SourcePosition,
     indicator_version: int,
     emitted_ms: int,
+    hunt: Hunt | None = None,
 ) -> list[Alert]:
     """One alert.v1 per (rule, indicator), holding every match of that pair, in the order
     the matcher found them. ``event_record`` is the input object as received, ``event_ts_ms``
-    its ``ts`` as the decoder read it (None when it had none it could read)."""
+    its ``ts`` as the decoder read it (None when it had none it could read). With ``hunt``,
+    a retro-hunt's alerts: ``retro: true`` and the hunt."""
     if not verdict.matches:
         return []
     groups: dict[tuple[Rule, IndicatorType, str], list[Match]] = {}
@@ -80,6 +82,7 @@ def build_alerts(
     event_ts = None if event_ts_ms is None else format_rfc3339(event_ts_ms)
     emitted = format_rfc3339(emitted_ms)
     engine = EngineStamp(__version__, indicator_version)
+    retro = True if hunt is not None else None
     alerts: list[Alert] = []
     for (rule, type_, value), matches in groups.items():
         indicator = matches[0].indicator
@@ -99,6 +102,8 @@ def build_alerts(
                 event=event_record,
                 source=source,
                 engine=engine,
+                retro=retro,
+                hunt=hunt,
             )
         )
     return alerts

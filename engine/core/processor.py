@@ -164,9 +164,8 @@ class RecordProcessor:
                 source=source,
                 indicator_version=matcher.version,
                 emitted_ms=now,
+                hunt=self._hunt,
             )
-            if self._hunt is not None:
-                alerts = [replace(a, retro=True, hunt=self._hunt) for a in alerts]
             sightings: list[Sighting] = []
             folded: tuple[str, ...] = ()
             if protection is not None:

@@ -49,6 +49,7 @@ from faust.transport.drivers import aiokafka as faust_kafka
 
 from engine.core.models import SourcePosition, Stream
 from engine.core.processor import Outcome, RecordProcessor
+from engine.kafka_io import KeyPartitioner
 from engine.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.stream.autohunt import AutoHunter
@@ -555,6 +556,8 @@ def create_app(
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Kafka's key → partition with the hash in C (aiokafka's is pure Python)
+        producer_partitioner=KeyPartitioner(),
         # a few ms of batching: one produce request per batch, not per alert
         producer_linger=settings.worker.producer_linger_seconds,
         # outputs are capped at max_output_bytes; room for the key and the batch header

@@ -10,15 +10,20 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from engine.errors import ConfigError, TransportError
 from engine.kafka_io import (
+    KeyPartitioner,
     _refused,
     check_connection,
     decode_alert,
     event_key,
     format_alert,
+    key_partition,
     parse_line,
     render_alert,
 )
@@ -233,3 +238,43 @@ def test_the_aiokafka_internals_check_connection_uses_are_still_there() -> None:
     assert callable(getattr(AIOKafkaConnection, "close", None)), RECHECK
     assert "topics" in inspect.signature(MetadataRequest).parameters, RECHECK
     MetadataRequest([])  # all topics' metadata: what check_connection sends
+
+
+# Kafka's own murmur2 vectors (org.apache.kafka.common.utils.UtilsTest.testMurmur2), signed
+# 32-bit as the Java client returns them
+_JAVA_MURMUR2 = [
+    (b"21", -973932308),
+    (b"foobar", -790332482),
+    (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    (b"abc", 479470107),
+]
+
+
+@pytest.mark.parametrize(("key", "java_hash"), _JAVA_MURMUR2)
+@pytest.mark.parametrize("count", [1, 2, 3, 12, 50])
+def test_a_key_lands_where_the_java_client_puts_it(key: bytes, java_hash: int, count: int) -> None:
+    partitions = list(range(count))
+    expected = (java_hash & 0x7FFFFFFF) % count  # Utils.toPositive(murmur2(key)) % count
+    assert key_partition(key, partitions) == expected
+    assert KeyPartitioner()(key, partitions, partitions) == expected
+
+
+@given(
+    key=st.binary(max_size=80),
+    count=st.integers(min_value=1, max_value=64),
+    offset=st.integers(min_value=0, max_value=5),
+)
+def test_the_partitioner_agrees_with_aiokafkas_default(key: bytes, count: int, offset: int) -> None:
+    """Every producer of the worker uses it: a key must land where aiokafka's (and so every
+    other client's) default partitioner puts it, or one subscriber's alerts would split."""
+    every = list(range(offset, offset + count))  # partition ids as metadata lists them
+    available = every[::2]
+    assert KeyPartitioner()(key, every, available) == DefaultPartitioner()(key, every, available)
+
+
+def test_a_keyless_record_goes_to_an_available_partition() -> None:
+    partitioner = KeyPartitioner()
+    assert {partitioner(None, [0, 1, 2, 3], [1, 3]) for _ in range(200)} == {1, 3}
+    assert {partitioner(None, [0, 1], []) for _ in range(200)} == {0, 1}

@@ -10,6 +10,7 @@ from typing import cast
 import pytest
 
 from engine.errors import ConfigError
+from engine.kafka_io import KeyPartitioner
 from engine.settings import load_settings
 from engine.stream.app import METADATA_MAX_AGE_MS, Dispatcher, create_app
 from engine.stream.follower import IndicatorFollower
@@ -63,3 +64,21 @@ def test_new_topics_are_found_within_designs_5_s(tmp_path: Path, data_path: str)
     )
     assert app.conf.consumer_metadata_max_age_ms == METADATA_MAX_AGE_MS
     assert METADATA_MAX_AGE_MS <= 2_500  # half of DESIGN's 5 s, the rest for the rejoin
+
+
+@pytest.mark.parametrize("data_path", ["inline", "agents"])
+def test_the_workers_producer_partitions_keys_with_the_c_hash(
+    tmp_path: Path, data_path: str
+) -> None:
+    """Alerts and sightings are sent keyed through Faust's producer: it is given the
+    partitioner through Faust's public ``producer_partitioner`` setting, and passes it on."""
+    app = create_app(
+        load_settings(),
+        dispatcher=cast(Dispatcher, SimpleNamespace(handle=None)),
+        follower=cast(IndicatorFollower, object()),
+        web_port=6066,
+        datadir=tmp_path,
+        data_path=data_path,
+    )
+    assert isinstance(app.conf.producer_partitioner, KeyPartitioner)
+    assert app.producer.partitioner is app.conf.producer_partitioner

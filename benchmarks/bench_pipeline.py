@@ -760,6 +760,10 @@ class LatencyRun:
     ms: list[float] = field(default_factory=list)
     buckets_before: dict[float, float] | None = None
     buckets_after: dict[float, float] | None = None
+    # the subject's CPU seconds and wall seconds from the first event offered to the last
+    # one done: what the same events cost live, against the pre-filled topics' cost
+    cpu_s: float = float("nan")
+    wall_s: float = float("nan")
 
 
 Timed = Callable[[bytes, str], float | None]  # (output record, tag) -> its event ts (ms)
@@ -820,6 +824,7 @@ async def offer(
         before = await asyncio.to_thread(wait_quiet, subject, 1.5, 180)
         run.buckets_before = await asyncio.to_thread(subject.buckets)
         producer = await make_producer(settings.kafka, linger_ms=1)
+        cpu_before = cpu_seconds(subject.tree())
         started = time.monotonic()
         try:
             bucket = TokenBucket(rate, burst=max(1.0, rate / 50))
@@ -834,6 +839,8 @@ async def offer(
         finally:
             await producer.stop()
         await asyncio.to_thread(follow, subject, before + count, 180, SCRAPE_EVERY_S)
+        run.wall_s = time.monotonic() - started
+        run.cpu_s = cpu_seconds(subject.tree()) - cpu_before
         run.buckets_after = await asyncio.to_thread(subject.buckets)
         await asyncio.sleep(1.0)  # the last outputs reach the collector
     finally:
@@ -861,6 +868,8 @@ def latency_summary(run: LatencyRun) -> dict[str, float]:
         "max_ms": max(ms) if ms else float("nan"),
         "mean_ms": statistics.fmean(ms) if ms else float("nan"),
         "over_100ms": sum(1 for v in ms if v > 100) / len(ms) if ms else float("nan"),
+        "cpu_cores": run.cpu_s / run.wall_s if run.wall_s > 0 else float("nan"),
+        "cpu_us_per_event": 1e6 * run.cpu_s / run.sent if run.sent else float("nan"),
     }
     if run.buckets_before is not None and run.buckets_after is not None:
         for q, name in ((0.5, "verdict_p50_ms"), (0.99, "verdict_p99_ms")):
@@ -1296,6 +1305,7 @@ def report_table(r: dict[str, Any]) -> tuple[Table, Table]:
         "RSS MiB",
         "p50 / p99 / max ms",
         "verdict p99 ms",
+        "CPU µs per event: pre-filled / live",
         "sightings / journeys per event",
         "per change",
     ):
@@ -1313,6 +1323,7 @@ def report_table(r: dict[str, Any]) -> tuple[Table, Table]:
             f"{p['rss_mib']:,.0f}",
             f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} / {lat['max_ms']:.0f}" if lat else "",
             f"{lat['verdict_p99_ms']:.0f}" if "verdict_p99_ms" in lat else "",
+            _cpu_per_event(p),
             _stateful(p.get("stateful")),
             _per_change(p.get("updates")),
         )
@@ -1327,6 +1338,15 @@ def report_table(r: dict[str, Any]) -> tuple[Table, Table]:
             row["target"], row["measured"], "[green]yes[/]" if row["ok"] else "[red]no[/]"
         )
     return t, targets
+
+
+def _cpu_per_event(p: dict[str, Any]) -> str:
+    """The CPU an event costs on the pre-filled topics, and offered live (its latency run):
+    live, each fetch and each produce request carries fewer records."""
+    prefilled = 1e6 * p["cpu_cores"] / p["steady_per_s"] if p["steady_per_s"] > 0 else None
+    live = p.get("latency", {}).get("cpu_us_per_event")
+    parts = [f"{prefilled:.0f}" if prefilled else "", f"{live:.0f}" if live else ""]
+    return " / ".join(parts) if live else parts[0]
 
 
 def _stateful(work: dict[str, float] | None) -> str:
@@ -1587,7 +1607,12 @@ def main() -> int:
             lat = result.get("latency")
             console.print(
                 f"   {result['steady_per_s']:,.0f} events/s at {result['cpu_cores']:.2f} cores"
-                + (f"; p50 / p99 {lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms" if lat else "")
+                + (
+                    f"; p50 / p99 {lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms at "
+                    f"{lat['cpu_cores']:.2f} cores ({lat['cpu_us_per_event']:.0f} µs per event)"
+                    if lat
+                    else ""
+                )
             )
             passed = results["paths"].get(PASS_THROUGH.key)
             if passed is not None and "latency" not in passed and args.rate is not None:

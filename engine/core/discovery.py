@@ -40,6 +40,9 @@ CONFIDENCE_STEP = 10
 CONFIDENCE_MAX = 95
 # how often, in a partition's event time, its numbers never sighted again are looked for
 SWEEP_EVERY_MS = 60_000
+# a sighting that only moves known subscribers' times forward by less than this (and by less
+# than a hundredth of the window) is not written back: see Decision.write
+REFRESH_SLACK_MS = 1_000
 
 Subscriber = tuple[str, str]  # (partner_id, subscriber_id)
 
@@ -51,6 +54,11 @@ class DiscoveryPolicy:
     window_ms: int
     min_subscribers: int
     ttl_ms: int
+
+    @property
+    def refresh_slack_ms(self) -> int:
+        """How far a stored sighting time may lag the newest one (see :class:`Decision`)."""
+        return min(REFRESH_SLACK_MS, self.window_ms // 100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +95,28 @@ EMPTY = NumberState({})
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The state to store, and the discovery to announce (None: nothing to emit)."""
+    """The state to store, the discovery to announce (None: nothing to emit), and whether
+    the state needs writing back at all (``write``).
+
+    A sighting that only moves subscribers already counted forward in time, each by less
+    than the policy's ``refresh_slack_ms``, with no one joining or falling out and nothing
+    discovered, leaves the table as it is (``write`` False): a scam page reloading in a loop
+    sights its number for the same subscriber many times a second, and each write is a
+    changelog record. The stored times then lag the newest ones by less than the slack, so
+    near the window's edges a subscriber can fall out of it up to that much early (and a
+    number be discovered again up to that much early); anywhere else the decisions are those
+    of writing every time (tests/unit/core/test_discovery.py)."""
 
     state: NumberState
     discovery: Discovery | None = None
+    write: bool = True
+
+
+def _refresh_only(old: NumberState, new: NumberState, slack_ms: int) -> bool:
+    """``new`` is ``old`` with some times moved forward by less than ``slack_ms``."""
+    if new.alerted_ms != old.alerted_ms or new.seen.keys() != old.seen.keys():
+        return False
+    return all(0 <= ts - old.seen[who] < slack_ms for who, ts in new.seen.items())
 
 
 def observe(
@@ -121,7 +147,8 @@ def observe(
             window_s=policy.window_ms // 1000,
         )
         return Decision(NumberState(seen, newest), discovery)
-    return Decision(NumberState(seen, alerted))
+    new = NumberState(seen, alerted)
+    return Decision(new, write=not _refresh_only(state, new, policy.refresh_slack_ms))
 
 
 class ExpiryIndex:

@@ -204,7 +204,7 @@ class Discoverer:
             self.metrics.discovered.inc()
             self.metrics.alerts.labels(rule=alert.rule, severity=alert.severity).inc()
             log.info("discovered %s: %s", sighting.number, decision.discovery.to_dict())
-        if decision.state != state:
+        if decision.write:
             table[key] = orjson.dumps(decision.state.to_dict())
             self.expiry.note(message.partition, sighting.number, decision.state.last_ms)
 

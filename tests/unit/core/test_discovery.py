@@ -3,7 +3,11 @@ discovery per number per window, confidence, the indicator and the alert."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.core.discovery import (
     EMPTY,
@@ -38,14 +42,27 @@ def sighting(sub: str | None, ts_ms: int, partner: str = "p1", kind: str = "call
     )
 
 
-def run(sightings: list[tuple[str | None, int]], state: NumberState = EMPTY) -> list[int | None]:
-    """The subscriber count of each discovery raised (None for no discovery), in order."""
-    out: list[int | None] = []
+def stored(
+    sightings: Sequence[tuple[str | None, int]],
+    policy: DiscoveryPolicy = POLICY,
+    *,
+    always_write: bool = False,
+) -> tuple[list[int | None], NumberState, int]:
+    """What the agent does: the subscriber count of each discovery raised (None for none),
+    the state the table ends with, and how many times it was written (``always_write``:
+    every decision's state is kept, as if ``Decision.write`` were always true)."""
+    state, writes, out = EMPTY, 0, []
     for sub, ts in sightings:
-        decision = observe(state, sighting(sub, ts), ts, POLICY)
-        state = decision.state
+        decision = observe(state, sighting(sub, ts), ts, policy)
+        if decision.write or always_write:
+            state, writes = decision.state, writes + 1
         out.append(None if decision.discovery is None else decision.discovery.subscribers)
-    return out
+    return out, state, writes
+
+
+def run(sightings: list[tuple[str | None, int]]) -> list[int | None]:
+    """The subscriber count of each discovery raised (None for no discovery), in order."""
+    return stored(sightings)[0]
 
 
 def test_discovered_at_the_threshold_and_not_below() -> None:
@@ -203,3 +220,70 @@ def test_a_deleted_number_is_forgotten_and_a_fresh_state_is_not_expired() -> Non
     assert not index.is_expired(fresh, 0)
     assert index.is_expired(stale, 0)
     assert index.is_expired(EMPTY, 0)
+
+
+def test_a_refresh_within_the_slack_is_not_written() -> None:
+    slack = POLICY.refresh_slack_ms
+    assert slack == 1_000  # a day's window: the 1 s ceiling, not a hundredth of it
+    assert DiscoveryPolicy(window_ms=10_000, min_subscribers=3, ttl_ms=1).refresh_slack_ms == 100
+    base = observe(EMPTY, sighting("a", T0), T0, POLICY)
+    assert base.write
+    state = base.state
+    # the same subscriber again, less than the slack later: the table is left as it is
+    assert not observe(state, sighting("a", T0 + slack - 1), T0 + slack - 1, POLICY).write
+    assert not observe(state, sighting(None, T0 + 5), T0 + 5, POLICY).write  # nothing changes
+    # the slack or more later, a new subscriber, or a discovery: written
+    assert observe(state, sighting("a", T0 + slack), T0 + slack, POLICY).write
+    assert observe(state, sighting("b", T0 + 1), T0 + 1, POLICY).write
+    two = observe(state, sighting("b", T0 + 1), T0 + 1, POLICY).state
+    third = observe(two, sighting("c", T0 + 2), T0 + 2, POLICY)
+    assert third.discovery is not None and third.write
+
+
+def test_a_page_reloading_in_a_loop_is_written_once_per_slack() -> None:
+    # one subscriber's scam page reloads every 100 ms for a minute: 600 sightings
+    loop = [("a", T0 + i * 100) for i in range(600)]
+    _, state, writes = stored(loop)
+    assert writes == 60  # once per second of it, not 600 times
+    assert T0 + 59_900 - state.seen[("p1", "a")] < POLICY.refresh_slack_ms
+
+
+SMALL = DiscoveryPolicy(window_ms=20_000, min_subscribers=3, ttl_ms=1)  # slack 200 ms
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "d", None]), st.integers(0, 2_000)),
+        max_size=80,
+    )
+)
+def test_skipped_writes_lag_by_less_than_the_slack(steps: list[tuple[str | None, int]]) -> None:
+    """In time order: the table's times lag those of writing every time by less than the
+    slack, and a subscriber only it has dropped was within the slack of the window's edge."""
+    sightings, ts = [], T0
+    for sub, gap in steps:
+        ts += gap
+        sightings.append((sub, ts))
+    _, lagging, _ = stored(sightings, SMALL)
+    _, exact, _ = stored(sightings, SMALL, always_write=True)
+    assert lagging.seen.keys() <= exact.seen.keys()
+    newest = max(exact.seen.values(), default=T0)
+    for who, true_ts in exact.seen.items():
+        if who in lagging.seen:
+            assert 0 <= true_ts - lagging.seen[who] < SMALL.refresh_slack_ms
+        else:
+            assert true_ts < newest - SMALL.window_ms + SMALL.refresh_slack_ms
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "d", "e", None]), st.integers(0, 19_700)),
+        max_size=60,
+    )
+)
+def test_away_from_the_window_edges_the_discoveries_are_those_of_writing_every_time(
+    steps: list[tuple[str | None, int]],
+) -> None:
+    """Any order, all within the window less the slack: the same discoveries."""
+    sightings = [(sub, T0 + offset) for sub, offset in steps]
+    assert stored(sightings, SMALL)[0] == stored(sightings, SMALL, always_write=True)[0]

@@ -27,7 +27,10 @@ more) yields the same ids.
 
 **Bounded.** Its own consumer (no group) and producer; a token bucket caps the events read
 per second (``SCAMWATCH_RETROHUNT_RATE``) and the loop is yielded between batches of at most
-:data:`BATCH` records, so the live path keeps the event loop.
+:data:`BATCH` records, so the live path keeps the event loop. The partitions of a hunt are
+read in turn, one batch of one at a time, so each moves on at the bounded rate; one that is
+asked and has no records, every time for :data:`STALL_SECONDS`, is dropped (hunted again at
+its next assignment).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ IndicatorKey = tuple[str, str]  # (type, normalized value)
 
 BATCH = 500  # records read and matched between two yields to the event loop
 MAX_STEPS = 32  # versions merged into one partition's pending hunt before folding the oldest
-STALL_SECONDS = 30.0  # a partition with records left that yields none for this long: dropped
+STALL_SECONDS = 30.0  # a partition with records left, asked, yields none for this long: dropped
 RETRY_SECONDS = 5.0
 
 
@@ -194,7 +197,7 @@ class _Range:
     end: int
     ends: dict[IndicatorKey, int]  # the offset each indicator is hunted up to (excluded)
     to_version: int
-    last_progress: float = 0.0
+    empty_since: float | None = None  # asked alone and had no records, every time since
 
 
 class AutoHunter:
@@ -232,6 +235,8 @@ class AutoHunter:
         self._producer: AIOKafkaProducer | None = None
         self.hunts_done = 0
         self._completed: set[Partition] = set()  # partitions of the running hunt done
+        self.stall_seconds = STALL_SECONDS
+        self._turn = 0  # whose turn it is to be read first (see _fetch)
         self._outage: str | None = None  # Kafka or Redis down: said once, until a hunt works
 
     # -- told by the worker (on the event loop) ------------------------------------------
@@ -509,10 +514,8 @@ class AutoHunter:
         since_ms: int,
     ) -> None:
         consumer.assign([TopicPartition(*tp) for tp in ranges])
-        now = time.monotonic()
         for tp, r in ranges.items():
             consumer.seek(TopicPartition(*tp), r.start)
-            r.last_progress = now
         m = self._metrics
         alerts_topic = self._settings.topics.alerts
         batch = max(1, min(BATCH, int(self.bucket.burst)))  # no batch beyond the budget
@@ -526,7 +529,7 @@ class AutoHunter:
                 continue
             consumer.pause(*[TopicPartition(*tp) for tp in ranges if tp not in self.owned])
             consumer.resume(*readable)
-            batches = await consumer.getmany(*readable, timeout_ms=500, max_records=batch)
+            batches, empty = await self._fetch(consumer, readable, batch)
             read = 0
             for ktp, records in batches.items():
                 tp = (ktp.topic, ktp.partition)
@@ -557,7 +560,18 @@ class AutoHunter:
                     read += events
                     m.hunt_events.labels(stream=stream.value).inc(events)
                 if records:
-                    span.last_progress = time.monotonic()
+                    span.empty_since = None
+            now = time.monotonic()
+            stalled: set[Partition] = set()
+            for ktp in empty:
+                tp = (ktp.topic, ktp.partition)
+                span = ranges.get(tp)
+                if span is None:
+                    continue
+                if span.empty_since is None:
+                    span.empty_since = now
+                elif now - span.empty_since > self.stall_seconds:
+                    stalled.add(tp)
             for tp in list(ranges):
                 r = ranges[tp]
                 if tp not in self.owned:
@@ -569,16 +583,36 @@ class AutoHunter:
                     await producer.flush()  # its alerts acknowledged before it is marked done
                     await self._mark_done({tp: r.to_version})
                     log.info("automatic hunt of %s[%d] done through v%d", *tp, r.to_version)
-                elif time.monotonic() - r.last_progress > STALL_SECONDS:
+                elif tp in stalled:
                     del ranges[tp]
                     log.warning(
                         "automatic hunt of %s[%d]: no records for %.0f s, dropped (hunted "
                         "again at its next assignment)",
                         *tp,
-                        STALL_SECONDS,
+                        self.stall_seconds,
                     )
             await asyncio.sleep(self.bucket.spend(read))  # at least one turn of the loop
         await producer.flush()
+
+    async def _fetch(
+        self, consumer: AIOKafkaConsumer, readable: list[TopicPartition], batch: int
+    ) -> tuple[dict[TopicPartition, list[Any]], list[TopicPartition]]:
+        """Up to ``batch`` records of one partition, each partition first in turn; and the
+        partitions asked that had none. aiokafka's ``getmany`` over several partitions
+        drains its buffered fetches in the order they arrived, and one fetch holds up to
+        ``max_partition_fetch_bytes`` (thousands of records): at a bounded rate, a partition
+        would wait for the whole fetch of another, longer than the stall time on a long
+        retention, and be dropped unhunted. When none has records buffered, waits for any."""
+        first = self._turn % len(readable)
+        self._turn += 1
+        empty: list[TopicPartition] = []
+        for tp in readable[first:] + readable[:first]:
+            got = await consumer.getmany(tp, timeout_ms=0, max_records=batch)
+            if got.get(tp):
+                return got, empty
+            empty.append(tp)
+        got = await consumer.getmany(*readable, timeout_ms=500, max_records=batch)
+        return got, [tp for tp in empty if not got.get(tp)]
 
 
 def _retriable(exc: BaseException) -> bool:

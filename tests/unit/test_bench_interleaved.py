@@ -87,6 +87,20 @@ def test_the_targets_are_judged_on_the_rows_run(bench: ModuleType) -> None:
     }
 
 
+def test_the_latency_with_a_hunt_is_judged_only_when_the_hunt_read(bench: ModuleType) -> None:
+    """A hunt_running row whose hunt read nothing while its latency was measured is the
+    inline row again: it must not pass for the latency with a hunt running."""
+    latency = {"p99_ms": 60.0, "offered_per_s": 200.0}
+    hunting = {"events_during": 15_000.0, "per_s_during": 1_000.0}
+    target = "inline with an automatic hunt running: p99 ≤ 100 ms at half capacity"
+    busy = {"hunt_running": {"steady_per_s": 400.0, "latency": latency, "hunt": hunting}}
+    assert {t["target"]: t["measured"] for t in bench.judge(busy)} == {
+        target: "60 ms at 200/s (hunting 1,000/s)"
+    }
+    idle = {"hunt_running": {**busy["hunt_running"], "hunt": {**hunting, "events_during": 0.0}}}
+    assert bench.judge(idle) == []
+
+
 def test_population_rows_get_subscribers_drawn_from_the_population(bench: ModuleType) -> None:
     line = b'{"event_id":"e1","ts":1,"partner_id":"p1","subscriber_id":"s1","callee":"+1"}'
     anonymous = b'{"event_id":"e2","ts":1,"partner_id":"p1","subscriber_id":null}'
@@ -133,3 +147,12 @@ def test_the_latency_cdf_is_kept_in_at_most_a_thousand_points(bench: ModuleType)
     assert points == sorted(points)
     assert points[0] == 1.0 and points[-1] == 5000.0  # the minimum and the maximum
     assert bench.cdf_points([3.0, 1.0, 2.0]) == [1.0, 2.0, 3.0]  # few: all of them
+
+
+def test_a_running_hunts_alerts_are_told_from_the_backlog(bench: ModuleType) -> None:
+    """The latency run reads its output topic's earlier records until none came for 1.5 s; a
+    hunt running in the worker keeps writing retro alerts, which must not keep it waiting."""
+    assert bench.is_retro(orjson.dumps({"rule": "callee_scam_number", "retro": True}))
+    assert not bench.is_retro(orjson.dumps({"rule": "callee_scam_number"}))
+    assert not bench.is_retro(orjson.dumps({"rule": "callee_scam_number", "retro": False}))
+    assert not bench.is_retro(b"not json")

@@ -7,13 +7,21 @@ topic; see :mod:`engine.stream.exposures`), and the processor asks it, per call 
 subscriber, whether the subscriber is exposed at the call's ``ts``
 (:meth:`ExposureTable.find`: one dict lookup, no I/O). The table is order-independent: the
 same alerts, in any order, leave the same exposures, so every worker decides alike.
+
+**Out of the collector's way.** A worker holds an exposure per subscriber exposed in the
+window, hundreds of thousands. As objects the cyclic garbage collector tracks (a dataclass, its
+indicator, a list per subscriber), each full collection walked them all: 240 ms for 52k
+exposures and the suppression table beside them, every few seconds as they grew
+(``bench_pipeline.py``'s population rows, 2026-12-06). So an :class:`Exposure` is a
+``msgspec.Struct`` with ``gc=False`` (it holds strings, ints and a tuple of them, and can be in
+no reference cycle), its indicator a tuple of its fields, and a subscriber's exposures a tuple:
+none of them is tracked (the tuples are untracked by the collector's first pass over them).
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -43,17 +51,37 @@ from engine.core.timestamps import format_rfc3339, parse_rfc3339
 _PAGE_INDICATOR_TYPES = frozenset((str(IndicatorType.DOMAIN), str(IndicatorType.URL)))
 
 
-@dataclass(frozen=True, slots=True)
-class Exposure:
-    """A subscriber exposed by a web alert, from ``exposed_at_ms`` to ``expires_at_ms``."""
+IndicatorRow = tuple[str, str, tuple[str, ...], str, int, tuple[str, ...], str | None]
+
+
+def indicator_row(ind: MatchedIndicator) -> IndicatorRow:
+    """``ind``'s fields, in order (a tuple the garbage collector does not track)."""
+    return (
+        ind.type,
+        ind.value,
+        ind.sources,
+        ind.severity,
+        ind.confidence,
+        ind.tags,
+        ind.valid_until,
+    )
+
+
+class Exposure(msgspec.Struct, frozen=True, gc=False):
+    """A subscriber exposed by a web alert, from ``exposed_at_ms`` to ``expires_at_ms``.
+    Never tracked by the cyclic garbage collector (see the module docstring)."""
 
     partner_id: str
     subscriber_id: str
     alert_id: str
     rule: str
-    indicator: MatchedIndicator
+    indicator_row: IndicatorRow  # the indicator that flagged the page (:attr:`indicator`)
     exposed_at_ms: int  # the web event's ts
     expires_at_ms: int
+
+    @property
+    def indicator(self) -> MatchedIndicator:
+        return MatchedIndicator(*self.indicator_row)
 
     @classmethod
     def of(cls, alert: Alert, window_ms: int, event_ts_ms: int | None = None) -> Exposure | None:
@@ -101,7 +129,7 @@ class Exposure:
             alert.subscriber_id,
             alert.alert_id,
             alert.rule,
-            indicator,
+            indicator_row(indicator),
             exposed_at,
             exposed_at + window_ms,
         )
@@ -157,8 +185,9 @@ class ExposureTable:
 
     def __init__(self, window_ms: int) -> None:
         self.window_ms = window_ms
-        # per subscriber, oldest first: exposed_at_ms strictly increasing
-        self._open: dict[tuple[str, str], list[Exposure]] = {}
+        # per subscriber, oldest first: exposed_at_ms strictly increasing (a tuple, replaced
+        # on change: untracked by the garbage collector, as the exposures are)
+        self._open: dict[tuple[str, str], tuple[Exposure, ...]] = {}
         # (when, subscriber), soonest first: each subscriber's first exposure held has an
         # entry at its expiry (pushed when it became the first), so expire() visits only the
         # subscribers with something due, not every one (a walk of all of them each second
@@ -199,7 +228,7 @@ class ExposureTable:
         key = (exposure.partner_id, exposure.subscriber_id)
         held = self._open.get(key)
         if held is None:
-            self._open[key] = [exposure]
+            self._open[key] = (exposure,)
             heapq.heappush(self._due, (exposure.expires_at_ms, key))
             return exposure
         at = exposure.exposed_at_ms
@@ -208,13 +237,14 @@ class ExposureTable:
             i -= 1
         if i and held[i - 1].exposed_at_ms == at:
             if exposure.alert_id > held[i - 1].alert_id:
-                held[i - 1] = exposure
+                self._open[key] = (*held[: i - 1], exposure, *held[i:])
             return exposure
-        held.insert(i, exposure)
+        now_held = (*held[:i], exposure, *held[i:])
         if i == 0:  # the oldest now: it expires first
             heapq.heappush(self._due, (exposure.expires_at_ms, key))
-        if len(held) > MAX_EXPOSURES_PER_SUBSCRIBER:
-            del held[1]  # the first and the latest are kept
+        if len(now_held) > MAX_EXPOSURES_PER_SUBSCRIBER:
+            now_held = (now_held[0], *now_held[2:])  # the first and the latest are kept
+        self._open[key] = now_held
         return exposure
 
     def find(self, partner_id: str, subscriber_id: str, at_ms: int) -> Exposure | None:
@@ -239,7 +269,7 @@ class ExposureTable:
                 # and exposed anew): the first one held now has an entry of its own
                 continue
             # oldest first, one window: the rest expire later
-            kept = [e for e in held if e.expires_at_ms >= now_ms]
+            kept = tuple(e for e in held if e.expires_at_ms >= now_ms)
             if kept:
                 self._open[key] = kept
                 heapq.heappush(due, (kept[0].expires_at_ms, key))

@@ -8,6 +8,11 @@ that emitted alert) are not emitted but counted; the next alert emitted for the 
 folded). Alerts without ``subscriber_id``, ``victim_journey`` and ``discovered_scam_number``
 are never suppressed. The table lives in the worker's memory: a restarted worker starts
 empty, so each key emits at most one extra alert, and counts not yet carried are lost.
+
+Its keys (tuples of strings) and entries (``msgspec.Struct`` with ``gc=False``: ints and
+strings, in no reference cycle) are not tracked by the cyclic garbage collector: a key per
+alert of the window, hundreds of thousands, would otherwise be walked by every full
+collection (see :mod:`engine.core.journey`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from engine.core.models import StatefulRule, Stream
+import msgspec
+
+from engine.core.models import StatefulRule
 from engine.core.records import Alert, Suppressed
 
 NEVER_SUPPRESSED = frozenset(
@@ -24,18 +31,16 @@ NEVER_SUPPRESSED = frozenset(
 # a key with a count not yet carried is kept this long after its last folded alert
 RETAIN_FOLDED_MS = 86_400_000
 
-SuppressionKey = tuple[Stream, str, str, str, str, str]
+# (stream, partner_id, subscriber_id, rule, indicator type, indicator value)
+SuppressionKey = tuple[str, str, str, str, str, str]
 
 
-class _Entry:
-    __slots__ = ("count", "emitted_ms", "first_ts", "last_seen_ms", "last_ts")
-
-    def __init__(self, emitted_ms: int) -> None:
-        self.emitted_ms = emitted_ms
-        self.count = 0
-        self.first_ts = ""
-        self.last_ts = ""
-        self.last_seen_ms = emitted_ms
+class _Entry(msgspec.Struct, gc=False):
+    emitted_ms: int
+    last_seen_ms: int
+    count: int = 0
+    first_ts: str = ""
+    last_ts: str = ""
 
 
 class SuppressionTable:
@@ -59,7 +64,7 @@ class SuppressionTable:
             return None
         indicator = alert.matches[0].indicator
         return (
-            alert.stream,
+            alert.stream.value,
             alert.partner_id,
             alert.subscriber_id,
             alert.rule,
@@ -86,7 +91,7 @@ class SuppressionTable:
         if now >= self._next_sweep:
             self._sweep(now)
         if entry is None:
-            self._keys[key] = _Entry(now)
+            self._keys[key] = _Entry(now, now)
             return alert
         folded = entry.count
         first_ts, last_ts = entry.first_ts, entry.last_ts
